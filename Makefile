@@ -1,0 +1,46 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_ENV := DEMO_MODE=true
+
+.PHONY: run test test-fast lint fmt venv clean migrate seed bench
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+migrate: venv
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(DEMO_ENV) $(PY) manage.py seed_demo
+
+run: seed
+	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput -v0
+	@echo
+	@echo "Serving the demo on http://$(HOST):$(PORT)/ (MFA off; Ctrl-C stops)."
+	@echo "Sign in with the admin shown above."
+	$(DEMO_ENV) $(VENV)/bin/gunicorn asksage_admin.wsgi --bind $(HOST):$(PORT) \
+		--workers 2 --threads 4 --access-logfile - --log-level info
+
+# The whole suite (browser tests included; they skip without Chromium outside CI).
+test: venv
+	$(VENV)/bin/pytest -n auto -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) staticfiles db.sqlite3 db.sqlite3-*

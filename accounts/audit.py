@@ -1,0 +1,57 @@
+"""The one way to write an audit event. Every service calls ``record`` inside its
+own transaction, so the event commits or rolls back with the change it describes."""
+
+from typing import Any
+
+from django.db import models
+
+from accounts.models import AuditEvent, Organization, User
+from asksage_admin.lib import request_context
+
+Action = AuditEvent.Action
+
+# Keys that must never reach the audit trail, whatever a caller passes.
+_SECRET_KEYS = {"password", "secret", "token", "otp", "key", "authorization"}
+
+
+def _scrub(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    return {
+        k: ("[redacted]" if k.lower() in _SECRET_KEYS else v) for k, v in data.items()
+    }
+
+
+def record(
+    *,
+    action: str,
+    actor: User | None = None,
+    organization: Organization | None = None,
+    target: models.Model | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    message: str = "",
+    actor_email: str = "",
+) -> AuditEvent:
+    """Write one audit event; IP and request id come from the current request."""
+    context = request_context.current()
+    if organization is None and target is not None:
+        organization = getattr(target, "organization", None)
+        if organization is None and isinstance(target, Organization):
+            organization = target
+    if actor is not None and not actor.pk:
+        actor = None
+    return AuditEvent.objects.create(
+        organization=organization,
+        actor=actor,
+        actor_email=actor.email if actor is not None else actor_email,
+        action=action,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_repr=str(target)[:300] if target is not None else "",
+        before=_scrub(before),
+        after=_scrub(after),
+        message=message,
+        ip=context.ip,
+        request_id=context.request_id,
+    )

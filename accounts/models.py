@@ -1,0 +1,218 @@
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Organization(models.Model):
+    """A customer that buys a monthly token pool and manages its own users."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+
+    name = models.CharField(max_length=200)
+    billing_address = models.TextField(blank=True)
+    contact_name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    domain = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    store_prompt_excerpts = models.BooleanField(
+        default=False,
+        help_text=_("Keep the first 2,000 characters of prompts and responses."),
+    )
+    chat_url = models.URLField(
+        blank=True, help_text=_("Overrides the platform's Back to Chat link.")
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class UserManager(BaseUserManager):
+    """Users sign in with their email, compared without regard to case."""
+
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username):
+        return self.get(email__iexact=username)
+
+    def _create_user(self, email, password, **extra):
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra):
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        extra.setdefault("email_verified_at", timezone.now())
+        extra.setdefault("terms_accepted_at", timezone.now())
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person. Belongs to at most one organization, as a user or an admin."""
+
+    class Role(models.TextChoices):
+        USER = "user", _("User")
+        ADMIN = "admin", _("Admin")
+
+    # Stored lower-cased; unique both as stored and without regard to case.
+    email = models.EmailField(
+        _("email"),
+        max_length=254,
+        unique=True,
+        error_messages={"unique": _("A user with this email already exists.")},
+    )
+    first_name = models.CharField(_("first name"), max_length=150)
+    last_name = models.CharField(_("last name"), max_length=150)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.USER)
+    is_paid = models.BooleanField(_("paid"), default=True)
+    is_banned = models.BooleanField(_("banned"), default=False)
+    email_verified_at = models.DateTimeField(null=True, blank=True)
+    terms_accepted_at = models.DateTimeField(null=True, blank=True)
+    last_active_at = models.DateTimeField(null=True, blank=True)
+    is_staff = models.BooleanField(
+        _("staff status"),
+        default=False,
+        help_text=_("Can sign in to the staff site (/staff/)."),
+    )
+    is_active = models.BooleanField(
+        _("active"),
+        default=True,
+        help_text=_("Unticked accounts cannot sign in. Users are never deleted."),
+    )
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    EMAIL_FIELD = "email"
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = ["first_name", "last_name"]
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                name="user_email_ci_unique",
+                violation_error_message=_("A user with this email already exists."),
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "email"])]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self):
+        super().clean()
+        self.email = self.email.lower()
+
+    def get_full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def get_short_name(self) -> str:
+        return self.first_name
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.role == self.Role.ADMIN and self.organization_id is not None
+
+    @property
+    def needs_mfa(self) -> bool:
+        """Admins and superusers must pass MFA before the panel when required."""
+        return settings.REQUIRE_ADMIN_MFA and (self.is_org_admin or self.is_superuser)
+
+    @property
+    def is_email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+
+class AuditEvent(models.Model):
+    """One change or security event, append-only: who did what to what, from where."""
+
+    class Action(models.TextChoices):
+        SIGN_IN = "auth.sign_in", _("Signed in")
+        SIGN_OUT = "auth.sign_out", _("Signed out")
+        SIGN_IN_FAILED = "auth.sign_in_failed", _("Sign-in failed")
+        LOCKOUT = "auth.lockout", _("Locked out")
+        PASSWORD_RESET_REQUESTED = (
+            "auth.password_reset_requested",
+            _("Password reset requested"),
+        )
+        PASSWORD_RESET = "auth.password_reset", _("Password reset")
+        MFA_ENROLLED = "mfa.enrolled", _("MFA enrolled")
+        MFA_RESET = "mfa.reset", _("MFA reset")
+        MFA_FAILED = "mfa.failed", _("MFA code refused")
+        USER_REGISTERED = "user.registered", _("Registered")
+        USER_EMAIL_VERIFIED = "user.email_verified", _("Email verified")
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_email = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=64, choices=Action.choices)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=300, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [
+            models.Index(
+                fields=["organization", "-time", "-id"], name="audit_org_time_idx"
+            ),
+            models.Index(fields=["action", "-time"], name="audit_action_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.actor_email or 'system'}"

@@ -1,0 +1,199 @@
+"""Every write of the accounts app: one function per action, one transaction each,
+each recording its audit event in the same transaction."""
+
+import secrets
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_otp import match_token
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import audit
+from accounts.models import AuditEvent, User
+
+Action = AuditEvent.Action
+
+_VERIFY_SALT = "accounts.email-verification"
+BACKUP_CODE_COUNT = 10
+
+
+def send_templated_email(*, to: list[str], template: str, context: dict) -> None:
+    """Plain text + HTML email from ``emails/<template>.txt|.html`` (subject on the
+    first line of the text template)."""
+    context = {**context, "SITE_URL": settings.SITE_URL}
+    subject, _sep, body = render_to_string(f"emails/{template}.txt", context).partition(
+        "\n"
+    )
+    message = EmailMultiAlternatives(subject.strip(), body.strip() + "\n", to=to)
+    message.attach_alternative(
+        render_to_string(f"emails/{template}.html", context), "text/html"
+    )
+    message.send()
+
+
+def email_verification_token(user: User) -> str:
+    return signing.dumps({"u": user.pk, "e": user.email}, salt=_VERIFY_SALT)
+
+
+def email_verification_url(user: User) -> str:
+    path = reverse(
+        "accounts:verify_email", kwargs={"token": email_verification_token(user)}
+    )
+    return f"{settings.SITE_URL}{path}"
+
+
+def user_register(
+    *, email: str, first_name: str, last_name: str, password: str
+) -> User:
+    """Create an account (terms accepted now) and email a verification link."""
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValidationError(
+                _("An account with this email already exists. Sign in instead.")
+            )
+        now = timezone.now()
+        user = User.objects.create_user(
+            email=email,
+            password=password,
+            first_name=first_name,
+            last_name=last_name,
+            terms_accepted_at=now,
+        )
+        audit.record(
+            action=Action.USER_REGISTERED,
+            actor=user,
+            target=user,
+            after={"email": user.email, "terms_accepted_at": now.isoformat()},
+        )
+        transaction.on_commit(lambda: user_send_verification_email(user=user))
+    return user
+
+
+def user_send_verification_email(*, user: User) -> None:
+    send_templated_email(
+        to=[user.email],
+        template="verify_email",
+        context={"user": user, "url": email_verification_url(user)},
+    )
+
+
+def user_verify_email(*, token: str) -> tuple[User, bool]:
+    """Mark the email of the link's user verified. Returns (user, newly_verified).
+
+    The link is signed and expires after EMAIL_VERIFICATION_MAX_AGE; it names the
+    email it was sent to, so it stops working if the email changes.
+    """
+    try:
+        data = signing.loads(
+            token, salt=_VERIFY_SALT, max_age=settings.EMAIL_VERIFICATION_MAX_AGE
+        )
+    except signing.SignatureExpired as error:
+        raise ValidationError(
+            _("This verification link has expired. Sign in to get a new one.")
+        ) from error
+    except signing.BadSignature as error:
+        raise ValidationError(_("This verification link is not valid.")) from error
+    with transaction.atomic():
+        user = (
+            User.objects.select_for_update()
+            .filter(pk=data.get("u"), email__iexact=data.get("e", ""))
+            .first()
+        )
+        if user is None:
+            raise ValidationError(_("This verification link is not valid."))
+        if user.email_verified_at is not None:
+            return user, False
+        user.email_verified_at = timezone.now()
+        user.save(update_fields=["email_verified_at"])
+        audit.record(
+            action=Action.USER_EMAIL_VERIFIED,
+            actor=user,
+            target=user,
+            after={"email_verified_at": user.email_verified_at.isoformat()},
+        )
+    return user, True
+
+
+def mfa_device_for_enrolment(*, user: User) -> TOTPDevice:
+    """The user's unconfirmed authenticator device, created on first need."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(
+            user=user, name="Authenticator app", confirmed=False
+        )
+    return device
+
+
+def mfa_enrol(*, user: User, code: str) -> tuple[TOTPDevice, list[str]]:
+    """Confirm the authenticator with a code it shows; returns the device and a
+    fresh set of single-use backup codes (shown to the user once)."""
+    with transaction.atomic():
+        device = (
+            TOTPDevice.objects.select_for_update()
+            .filter(user=user, confirmed=False)
+            .first()
+        )
+        if device is None or not device.verify_token(code):
+            raise ValidationError(
+                _(
+                    "That code is not right. Check your app's clock and enter the code "
+                    "it shows now."
+                )
+            )
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        StaticDevice.objects.filter(user=user).delete()
+        backup = StaticDevice.objects.create(user=user, name="Backup codes")
+        codes = [secrets.token_hex(4) for _i in range(BACKUP_CODE_COUNT)]
+        StaticToken.objects.bulk_create(
+            StaticToken(device=backup, token=code) for code in codes
+        )
+        audit.record(
+            action=Action.MFA_ENROLLED,
+            actor=user,
+            target=user,
+            after={"devices": ["totp", "backup_codes"]},
+        )
+    return device, codes
+
+
+def mfa_reset(*, user: User, actor: User) -> int:
+    """Remove every MFA device of ``user``; they enrol again at next panel visit."""
+    with transaction.atomic():
+        deleted = TOTPDevice.objects.filter(user=user).delete()[0]
+        deleted += StaticDevice.objects.filter(user=user).delete()[0]
+        audit.record(
+            action=Action.MFA_RESET,
+            actor=actor,
+            target=user,
+            organization=user.organization,
+            before={"has_mfa": bool(deleted)},
+            after={"has_mfa": False},
+        )
+    return deleted
+
+
+def mfa_check(*, user: User, code: str):
+    """The user's device that accepts ``code`` (TOTP or an unused backup code, which
+    is then spent), or None; a refused code is audited."""
+    device = match_token(user, code)
+    if device is None:
+        audit.record(action=Action.MFA_FAILED, actor=user, target=user)
+    return device
+
+
+def user_password_reset_done(*, user: User) -> None:
+    """Audit a completed password reset (the form has saved the new password)."""
+    audit.record(action=Action.PASSWORD_RESET, actor=user, target=user)
+
+
+def user_has_mfa(user: User) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()

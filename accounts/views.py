@@ -1,0 +1,211 @@
+from urllib.parse import urlencode
+
+import segno
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+from django_otp import login as otp_login
+
+from accounts import services
+from accounts.forms import OTPCodeForm, RegistrationForm, SignInForm
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def _with_next(name: str, target: str) -> str:
+    url = reverse(name)
+    return f"{url}?{urlencode({'next': target})}" if target else url
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Send each person to where they work: admins to the panel, members to /me/."""
+    user = request.user
+    if not user.is_authenticated:
+        return redirect("accounts:login")
+    if user.is_org_admin or user.is_superuser:
+        return redirect("panel")
+    return redirect("tokens:me")
+
+
+class SignInView(auth_views.LoginView):
+    form_class = SignInForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def get_success_url(self) -> str:
+        user = self.request.user
+        url = super().get_success_url()
+        if user.needs_mfa:
+            name = (
+                "accounts:mfa_verify"
+                if services.user_has_mfa(user)
+                else "accounts:mfa_setup"
+            )
+            return _with_next(name, url)
+        return url
+
+
+class SignOutView(auth_views.LogoutView):
+    http_method_names = ["post", "options"]
+
+
+@require_http_methods(["GET", "POST"])
+def register(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = RegistrationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.user_register(
+                email=form.cleaned_data["email"],
+                first_name=form.cleaned_data["first_name"],
+                last_name=form.cleaned_data["last_name"],
+                password=form.cleaned_data["password1"],
+            )
+        except ValidationError as error:
+            form.add_error("email", error)
+        else:
+            messages.success(
+                request,
+                _("Account created. We sent a verification link to %(email)s.")
+                % {"email": form.cleaned_data["email"]},
+            )
+            return redirect("accounts:login")
+    return render(request, "accounts/register.html", {"form": form})
+
+
+@require_http_methods(["GET"])
+def verify_email(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        _user, newly = services.user_verify_email(token=token)
+    except ValidationError as error:
+        return render(
+            request,
+            "accounts/verify_failed.html",
+            {"error": error.messages[0]},
+            status=400,
+        )
+    if newly:
+        messages.success(request, _("Thank you: your email address is verified."))
+    else:
+        messages.info(request, _("This link was already used: your email is verified."))
+    return redirect("home")
+
+
+@login_required
+@require_http_methods(["POST"])
+def resend_verification(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_email_verified:
+        services.user_send_verification_email(user=request.user)
+        messages.success(
+            request,
+            _("We sent a new verification link to %(email)s.")
+            % {"email": request.user.email},
+        )
+    return redirect("home")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def mfa_setup(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if services.user_has_mfa(user):
+        return redirect(_with_next("accounts:mfa_verify", _safe_next(request, "")))
+    device = services.mfa_device_for_enrolment(user=user)
+    form = OTPCodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            device, codes = services.mfa_enrol(
+                user=user, code=form.cleaned_data["code"]
+            )
+        except ValidationError as error:
+            form.add_error("code", error)
+        else:
+            otp_login(request, device)
+            request.session["mfa_backup_codes"] = codes
+            request.session["mfa_next"] = _safe_next(request, reverse("home"))
+            return redirect("accounts:mfa_backup_codes")
+    qr = segno.make(device.config_url, error="m")
+    return render(
+        request,
+        "accounts/mfa_setup.html",
+        {
+            "form": form,
+            "qr_data_uri": qr.svg_data_uri(scale=5, border=2),
+            "secret": _base32_secret(device),
+            "next": _safe_next(request, ""),
+        },
+    )
+
+
+def _base32_secret(device) -> str:
+    from base64 import b32encode
+
+    raw = b32encode(device.bin_key).decode().rstrip("=")
+    return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+@login_required
+@require_http_methods(["GET"])
+def mfa_backup_codes(request: HttpRequest) -> HttpResponse:
+    codes = request.session.pop("mfa_backup_codes", None)
+    if not codes:
+        return redirect("home")
+    return render(
+        request,
+        "accounts/mfa_backup_codes.html",
+        {"codes": codes, "next": request.session.pop("mfa_next", reverse("home"))},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def mfa_verify(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if not services.user_has_mfa(user):
+        return redirect(_with_next("accounts:mfa_setup", _safe_next(request, "")))
+    form = OTPCodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = services.mfa_check(user=user, code=form.cleaned_data["code"])
+        if device is None:
+            form.add_error("code", _("That code is not right. Try the current code."))
+        else:
+            otp_login(request, device)
+            return redirect(_safe_next(request, reverse("home")))
+    return render(
+        request,
+        "accounts/mfa_verify.html",
+        {"form": form, "next": _safe_next(request, "")},
+    )
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "accounts/password_reset.html"
+    email_template_name = "emails/password_reset.txt"
+    html_email_template_name = "emails/password_reset.html"
+    subject_template_name = "emails/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.user_password_reset_done(user=form.user)
+        return response

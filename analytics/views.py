@@ -1,0 +1,3 @@
+from tokens.views import PlaceholderPanelView
+
+__all__ = ["PlaceholderPanelView"]

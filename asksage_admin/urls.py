@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from accounts import views as account_views
+from asksage_admin import views
+
+admin.site.site_header = "Enterprise Account · Staff"
+admin.site.site_title = "Enterprise Account staff"
+admin.site.index_title = "Sales and operations"
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("accounts.urls")),
+    path(
+        "panel/",
+        RedirectView.as_view(pattern_name="tokens:user_list", query_string=True),
+        name="panel",
+    ),
+    path("", include("tokens.urls")),
+    path("", include("analytics.urls")),
+    path("staff/", admin.site.urls),
+]

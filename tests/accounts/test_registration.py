@@ -1,0 +1,166 @@
+import re
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from accounts.models import AuditEvent, User
+from accounts.services import email_verification_token
+from tests.factories import UserFactory
+
+URL = reverse("accounts:register")
+
+VALID = {
+    "email": "New.Person@Example.com",
+    "first_name": "New",
+    "last_name": "Person",
+    "password1": "a-long-unusual-passphrase-77",
+    "password2": "a-long-unusual-passphrase-77",
+    "accept_terms": "on",
+}
+
+pytestmark = pytest.mark.django_db
+
+
+def test_registration_creates_user_audits_and_emails_a_link(
+    client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL, VALID)
+    assert response.status_code == 302
+    user = User.objects.get()
+    assert user.email == "new.person@example.com"
+    assert user.terms_accepted_at is not None
+    assert user.email_verified_at is None
+    assert (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.USER_REGISTERED, actor=user
+        ).count()
+        == 1
+    )
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["new.person@example.com"]
+    assert "/accounts/verify/" in mail.outbox[0].body
+    assert mail.outbox[0].alternatives, "the email has an HTML part"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"password2": "something-else-entirely-1"}, "password2", "do not match"),
+        ({"password1": "password", "password2": "password"}, "password1", "too short"),
+        (
+            {"password1": "1234567890123", "password2": "1234567890123"},
+            "password1",
+            "entirely numeric",
+        ),
+        ({"accept_terms": ""}, "accept_terms", "must accept the terms"),
+        ({"email": "not-an-email"}, "email", "valid email"),
+        ({"first_name": ""}, "first_name", "required"),
+    ],
+)
+def test_registration_bad_input_shows_message_and_creates_nothing(
+    client, change, field, message
+):
+    data = {**VALID, **change}
+    if data.get("accept_terms") == "":
+        del data["accept_terms"]
+    response = client.post(URL, data)
+    assert response.status_code == 200
+    errors = " ".join(response.context["form"].errors[field])
+    assert message in errors
+    assert not User.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_registration_refuses_duplicate_email_in_another_case(client):
+    UserFactory(email="new.person@example.com")
+    response = client.post(URL, {**VALID, "email": "NEW.PERSON@EXAMPLE.COM"})
+    assert response.status_code == 200
+    assert "already exists" in " ".join(response.context["form"].errors["email"])
+    assert User.objects.count() == 1
+
+
+def test_verification_link_works_once(client):
+    user = UserFactory(email_verified_at=None)
+    url = reverse(
+        "accounts:verify_email", kwargs={"token": email_verification_token(user)}
+    )
+    first = client.get(url, follow=True)
+    user.refresh_from_db()
+    assert user.email_verified_at is not None
+    assert "your email address is verified" in first.content.decode()
+    second = client.get(url, follow=True)
+    assert "already used" in second.content.decode()
+    assert (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.USER_EMAIL_VERIFIED, actor=user
+        ).count()
+        == 1
+    )
+
+
+def test_tampered_verification_link_fails(client):
+    user = UserFactory(email_verified_at=None)
+    token = email_verification_token(user)
+    tampered = re.sub(r".$", lambda m: "A" if m.group() != "A" else "B", token)
+    response = client.get(reverse("accounts:verify_email", kwargs={"token": tampered}))
+    assert response.status_code == 400
+    assert "not valid" in response.content.decode()
+    user.refresh_from_db()
+    assert user.email_verified_at is None
+
+
+def test_verification_link_for_changed_email_fails(client):
+    user = UserFactory(email_verified_at=None)
+    token = email_verification_token(user)
+    User.objects.filter(pk=user.pk).update(email="changed@example.com")
+    response = client.get(reverse("accounts:verify_email", kwargs={"token": token}))
+    assert response.status_code == 400
+    user.refresh_from_db()
+    assert user.email_verified_at is None
+
+
+def test_signed_in_user_is_redirected_away_from_registration(member_client):
+    response = member_client.get(URL)
+    assert response.status_code == 302
+
+
+def test_password_reset_does_not_reveal_whether_email_exists(client):
+    UserFactory(email="known@example.com")
+    known = client.post(
+        reverse("accounts:password_reset"), {"email": "known@example.com"}
+    )
+    unknown = client.post(
+        reverse("accounts:password_reset"), {"email": "nobody@example.com"}
+    )
+    assert known.status_code == unknown.status_code == 302
+    assert known["Location"] == unknown["Location"]
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["known@example.com"]
+
+
+def test_password_reset_link_sets_new_password_and_is_audited(client):
+    user = UserFactory(email="known@example.com")
+    client.post(reverse("accounts:password_reset"), {"email": "known@example.com"})
+    link = re.search(
+        r"http://\S+/accounts/password-reset/\S+/\S+/", mail.outbox[0].body
+    )
+    response = client.get(link.group(0), follow=True)
+    form_url = response.redirect_chain[-1][0]
+    response = client.post(
+        form_url,
+        {
+            "new_password1": "brand-new-passphrase-42",
+            "new_password2": "brand-new-passphrase-42",
+        },
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("brand-new-passphrase-42")
+    assert (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.PASSWORD_RESET, actor=user
+        ).count()
+        == 1
+    )

@@ -1,0 +1,96 @@
+"""Personas (CONVENTIONS): anonymous, member, org admin with MFA, admin of another
+organization, sales staff, superuser. Each signed-in persona is a test client."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from tests.factories import AdminFactory, OrganizationFactory, UserFactory
+
+
+def sign_in(user, *, mfa: bool = False) -> Client:
+    """A client signed in as ``user``; with ``mfa`` it has also passed TOTP."""
+    client = Client()
+    client.force_login(user)
+    if mfa:
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is None:
+            device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client
+
+
+@pytest.fixture
+def org(db):
+    return OrganizationFactory(name="Acme Corp")
+
+
+@pytest.fixture
+def other_org(db):
+    return OrganizationFactory(name="Globex")
+
+
+@pytest.fixture
+def member(org):
+    return UserFactory(organization=org, email="member@acme.example")
+
+
+@pytest.fixture
+def admin_user(org):
+    return AdminFactory(organization=org, email="admin@acme.example")
+
+
+@pytest.fixture
+def other_admin_user(other_org):
+    return AdminFactory(organization=other_org, email="admin@globex.example")
+
+
+@pytest.fixture
+def sales_user(db):
+    user = UserFactory(organization=None, email="sales@vendor.example", is_staff=True)
+    user.groups.add(Group.objects.get(name="Sales"))
+    return user
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(
+        organization=None,
+        email="root@vendor.example",
+        is_staff=True,
+        is_superuser=True,
+    )
+
+
+@pytest.fixture
+def anon_client():
+    return Client()
+
+
+@pytest.fixture
+def member_client(member):
+    return sign_in(member)
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    return sign_in(admin_user, mfa=True)
+
+
+@pytest.fixture
+def other_admin_client(other_admin_user):
+    return sign_in(other_admin_user, mfa=True)
+
+
+@pytest.fixture
+def sales_client(sales_user):
+    return sign_in(sales_user)
+
+
+@pytest.fixture
+def superuser_client(superuser):
+    return sign_in(superuser, mfa=True)
