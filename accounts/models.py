@@ -178,6 +178,21 @@ class AuditEvent(models.Model):
         MFA_FAILED = "mfa.failed", _("MFA code refused")
         USER_REGISTERED = "user.registered", _("Registered")
         USER_EMAIL_VERIFIED = "user.email_verified", _("Email verified")
+        USER_PAID_CHANGED = "user.paid_changed", _("Paid status changed")
+        USER_BANNED = "user.banned", _("Banned")
+        USER_UNBANNED = "user.unbanned", _("Unbanned")
+        LIMIT_CHANGED = "allocation.limit_changed", _("Limit changed")
+        PURCHASE_RECORDED = "purchase.recorded", _("Purchase recorded")
+        ORG_REQUESTED = "organization.requested", _("Enterprise account requested")
+        ORG_ACTIVATED = "organization.activated", _("Organization activated")
+        ORG_REQUEST_REJECTED = (
+            "organization.request_rejected",
+            _("Enterprise request rejected"),
+        )
+        MEMBER_ADDED = "organization.member_added", _("Member added")
+        MEMBER_REMOVED = "organization.member_removed", _("Member removed")
+        SERVICE_KEY_CREATED = "service_key.created", _("Service key created")
+        SERVICE_KEY_REVOKED = "service_key.revoked", _("Service key revoked")
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     organization = models.ForeignKey(
@@ -216,3 +231,88 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor_email or 'system'}"
+
+
+class EnterpriseAccountRequest(models.Model):
+    """An organization's request for an Enterprise Account (SPEC §3), reviewed by
+    sales staff, who activate or reject it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        ACTIVATED = "activated", _("Activated")
+        REJECTED = "rejected", _("Rejected")
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    organization_name = models.CharField(max_length=200)
+    billing_address = models.TextField()
+    user_emails = models.JSONField(help_text=_("Emails of all users."))
+    admin_emails = models.JSONField(help_text=_("Emails of the admins."))
+    inference_tokens = models.BigIntegerField()
+    embedding_tokens = models.BigIntegerField()
+    other_information = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "enterprise account request"
+
+    def __str__(self) -> str:
+        return f"{self.organization_name} ({self.get_status_display()})"
+
+
+class ServiceKey(models.Model):
+    """A gateway's credential for /api/v1/. Only a digest of the secret is kept; a
+    key bound to an organization acts only for that organization's users."""
+
+    name = models.CharField(max_length=100)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="service_keys",
+        help_text=_("Empty = the platform gateway, which may act for any user."),
+    )
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,6 +1,7 @@
 """Every write of the accounts app: one function per action, one transaction each,
 each recording its audit event in the same transaction."""
 
+import hmac
 import secrets
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import audit
-from accounts.models import AuditEvent, User
+from accounts.models import AuditEvent, Organization, ServiceKey, User
 
 Action = AuditEvent.Action
 
@@ -197,3 +198,76 @@ def user_password_reset_done(*, user: User) -> None:
 
 def user_has_mfa(user: User) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+# --- service keys (the gateway's credentials) ------------------------------------
+
+SERVICE_KEY_PREFIX = "eak"
+
+
+def service_key_digest(secret: str) -> str:
+    # Secrets carry 256 random bits, so a fast keyed hash is enough; the fixed key
+    # separates this use and keeps keys valid across SECRET_KEY rotation.
+    return hmac.new(
+        b"enterprise-account/service-key/v1", secret.encode(), "sha256"
+    ).hexdigest()
+
+
+def service_key_create(
+    *, actor: User | None, name: str, organization: Organization | None = None
+) -> tuple[ServiceKey, str]:
+    """Create a key; returns it and its secret, which is never stored or shown again."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": _("Give the key a name.")})
+    with transaction.atomic():
+        prefix = secrets.token_hex(6)
+        secret = f"{SERVICE_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+        key = ServiceKey.objects.create(
+            name=name,
+            organization=organization,
+            prefix=prefix,
+            digest=service_key_digest(secret),
+            created_by=actor,
+        )
+        audit.record(
+            action=Action.SERVICE_KEY_CREATED,
+            actor=actor,
+            organization=organization,
+            target=key,
+            after={"name": name, "prefix": prefix},
+        )
+    return key, secret
+
+
+def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
+    with transaction.atomic():
+        locked = ServiceKey.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is not None:
+            raise ValidationError(_("This key is already revoked."))
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        audit.record(
+            action=Action.SERVICE_KEY_REVOKED,
+            actor=actor,
+            organization=locked.organization,
+            target=locked,
+            before={"revoked": False},
+            after={"revoked": True},
+        )
+    return locked
+
+
+def service_key_authenticate(secret: str) -> ServiceKey | None:
+    """The active key whose secret this is, compared in constant time; else None."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != SERVICE_KEY_PREFIX:
+        return None
+    key = (
+        ServiceKey.objects.select_related("organization")
+        .filter(prefix=parts[1], revoked_at__isnull=True)
+        .first()
+    )
+    if key is None or not hmac.compare_digest(key.digest, service_key_digest(secret)):
+        return None
+    return key

@@ -22,3 +22,5 @@ urlpatterns = [
     path("", include("analytics.urls")),
     path("staff/", admin.site.urls),
 ]
+
+handler500 = "asksage_admin.views.server_error"

@@ -1,5 +1,6 @@
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseServerError, JsonResponse
+from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -15,3 +16,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         return JsonResponse({"status": "unavailable", "database": "down"}, status=503)
     return JsonResponse({"status": "ok", "database": "up"})
+
+
+def server_error(request: HttpRequest):
+    """500: JSON for the API, a friendly page elsewhere; never a stack trace."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": "server_error", "detail": "Something went wrong on our side."},
+            status=500,
+        )
+    return HttpResponseServerError(loader.get_template("500.html").render())

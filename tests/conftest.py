@@ -7,6 +7,7 @@ from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.services import service_key_create
 from tests.factories import AdminFactory, OrganizationFactory, UserFactory
 
 
@@ -94,3 +95,35 @@ def sales_client(sales_user):
 @pytest.fixture
 def superuser_client(superuser):
     return sign_in(superuser, mfa=True)
+
+
+@pytest.fixture
+def service_key(db):
+    """An unbound (platform gateway) key and its secret."""
+    return service_key_create(actor=None, name="gateway")
+
+
+@pytest.fixture
+def gateway(service_key):
+    """A client that speaks to /api/v1/ with the platform gateway's key."""
+    return ApiClient(service_key[1])
+
+
+class ApiClient:
+    def __init__(self, secret: str):
+        self.client = Client()
+        self.headers = {"Authorization": f"Bearer {secret}"}
+
+    def post(self, path: str, body=None, **extra):
+        import json
+
+        return self.client.post(
+            path,
+            data=json.dumps(body) if body is not None else "",
+            content_type="application/json",
+            headers=self.headers,
+            **extra,
+        )
+
+    def get(self, path: str, params=None):
+        return self.client.get(path, params or {}, headers=self.headers)

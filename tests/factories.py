@@ -1,7 +1,11 @@
+from decimal import Decimal
+
 import factory
 from django.utils import timezone
 
 from accounts.models import Organization, User
+from tokens.models import AIModel
+from tokens.services import allocation_set_limit, purchase_record
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -37,3 +41,37 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 class AdminFactory(UserFactory):
     role = User.Role.ADMIN
+
+
+class AIModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AIModel
+        django_get_or_create = ("key",)
+
+    key = factory.Sequence(lambda n: f"model-{n}")
+    name = factory.LazyAttribute(lambda o: o.key.replace("-", " ").title())
+    input_rate = Decimal("1.0")
+    output_rate = Decimal("1.0")
+
+
+def fund(org, *, inference=10_000_000, embedding=10_000_000, actor=None):
+    """Record a purchase for ``org`` through the service (lots of TOKEN_LOT)."""
+    return purchase_record(
+        actor=actor,
+        organization=org,
+        payer_email="billing@example.com",
+        inference_tokens=inference,
+        embedding_tokens=embedding,
+        starts_on=timezone.now().date().replace(day=1),
+    )
+
+
+def give(user, limit, token_type="inference", actor=None):
+    """Set a user's limit through the service (the minimum check waived)."""
+    return allocation_set_limit(
+        actor=actor,
+        user=user,
+        token_type=token_type,
+        limit=limit,
+        allow_below_minimum=True,
+    )

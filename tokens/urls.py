@@ -1,10 +1,19 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from tokens import views
+from tokens import api, views
 
 app_name = "tokens"
 
 urlpatterns = [
+    path("api/v1/authorize", api.authorize, name="api_authorize"),
+    path("api/v1/usage", api.usage, name="api_usage"),
+    path("api/v1/balance", api.balance, name="api_balance"),
+    path(
+        "api/v1/holds/<uuid:hold_id>/release",
+        api.hold_release,
+        name="api_hold_release",
+    ),
+    re_path(r"^api/", api.not_found, name="api_not_found"),
     path("me/", views.MeView.as_view(), name="me"),
     path(
         "panel/users/",
