@@ -1,17 +1,28 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
-from accounts.models import AuditEvent, Organization, User
+from accounts.models import AuditEvent, Organization, ServiceKey, User
 
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
+    # tokens/admin.py extends this admin (and UserAdmin) with member management,
+    # which needs the tokens services that accounts may not import (DESIGN §2).
     list_display = ["name", "status", "activated_at", "country", "domain"]
     list_filter = ["status"]
     search_fields = ["name", "domain", "email"]
-    readonly_fields = ["activated_at", "created_at"]
+    # Status changes go through activation (audited); organizations are never deleted.
+    readonly_fields = ["status", "activated_at", "created_at"]
+    # Django 6 makes https the default scheme; choose it now (no deprecation warning).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(User)
@@ -31,7 +42,19 @@ class UserAdmin(BaseUserAdmin):
     list_filter = ["role", "is_paid", "is_banned", "is_staff", "is_superuser"]
     search_fields = ["email", "first_name", "last_name"]
     list_select_related = ["organization"]
-    readonly_fields = ["last_login", "date_joined", "last_active_at"]
+    # Membership, role, paid and banned change only through the services (pool rules
+    # and the audit trail): the staff actions and the panel, never a raw edit here.
+    readonly_fields = [
+        "organization",
+        "role",
+        "is_paid",
+        "is_banned",
+        "email_verified_at",
+        "terms_accepted_at",
+        "last_login",
+        "date_joined",
+        "last_active_at",
+    ]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         (_("Name"), {"fields": ("first_name", "last_name")}),
@@ -104,3 +127,87 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ServiceKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ServiceKey
+        fields = ["name", "organization"]
+
+
+@admin.register(ServiceKey)
+class ServiceKeyAdmin(admin.ModelAdmin):
+    """Keys are created through ``service_key_create`` (the secret is shown once, in
+    a message) and revoked, never edited or deleted. The digest is never shown."""
+
+    list_display = [
+        "name",
+        "organization",
+        "prefix",
+        "created_at",
+        "created_by",
+        "revoked_at",
+        "last_used_at",
+    ]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "organization__name"]
+    list_select_related = ["organization", "created_by"]
+    actions = ["revoke_keys"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ServiceKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ServiceKeyAddForm.Meta.fields
+        return [f for f in self.list_display]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        key, secret = services.service_key_create(
+            actor=request.user,
+            name=form.cleaned_data["name"],
+            organization=form.cleaned_data["organization"],
+        )
+        obj.pk, obj.prefix, obj.created_at = key.pk, key.prefix, key.created_at
+        messages.warning(
+            request,
+            _(
+                "The secret of %(name)s is %(secret)s — copy it now: it is not stored "
+                "and will not be shown again."
+            )
+            % {"name": key.name, "secret": secret},
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("accounts.change_servicekey")
+
+    @admin.action(description=_("Revoke selected keys"), permissions=["revoke"])
+    def revoke_keys(self, request, queryset):
+        revoked = 0
+        for key in queryset:
+            try:
+                services.service_key_revoke(actor=request.user, key=key)
+            except ValidationError as error:
+                self.message_user(
+                    request,
+                    _("%(key)s was not revoked: %(reason)s")
+                    % {"key": key, "reason": " ".join(error.messages)},
+                    messages.ERROR,
+                )
+            else:
+                revoked += 1
+        if revoked:
+            self.message_user(
+                request, _("Revoked %(n)d keys.") % {"n": revoked}, messages.SUCCESS
+            )

@@ -7,7 +7,14 @@ from django.db.models import Q, Sum
 
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import last_day, period_of
-from tokens.models import Allocation, Purchase, TokenType, UsageCounter
+from tokens.models import (
+    Allocation,
+    DailyUsage,
+    Purchase,
+    TokenType,
+    UsageCounter,
+    UsageEvent,
+)
 
 TYPES = [TokenType.INFERENCE, TokenType.EMBEDDING]
 _POOL_FIELD = {
@@ -119,3 +126,53 @@ def user_balance(user: User, token_type: str, period: dt.date | None = None) -> 
 
 def user_balances(user: User, period: dt.date | None = None) -> list[Balance]:
     return [user_balance(user, t, period) for t in TYPES]
+
+
+def user_usage_by_model(user: User, period: dt.date | None = None) -> list[dict]:
+    """The user's usage in a month per model and type, biggest first: one query on
+    the daily rollup. Rows: model__name, model__key, token_type, events, tokens."""
+    period = period or period_of()
+    return list(
+        DailyUsage.objects.filter(user=user, day__gte=period, day__lte=last_day(period))
+        .values("model__name", "model__key", "token_type")
+        .annotate(events=Sum("events"), tokens=Sum("tokens"))
+        .order_by("-tokens", "model__name", "token_type")
+    )
+
+
+EXPORT_COLUMNS = [
+    "event_id",
+    "occurred_at",
+    "user_email",
+    "model",
+    "token_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens",
+    "application",
+]
+
+
+def usage_events_for_export(org: Organization, start: dt.date, end: dt.date):
+    """The organization's usage events from ``start`` to ``end`` (whole UTC days,
+    both included), oldest first, as tuples in EXPORT_COLUMNS order. Lazy: stream it
+    with ``.iterator()``."""
+    begin = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
+    stop = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    return (
+        UsageEvent.objects.filter(
+            organization=org, occurred_at__gte=begin, occurred_at__lt=stop
+        )
+        .order_by("occurred_at", "id")
+        .values_list(
+            "event_id",
+            "occurred_at",
+            "user__email",
+            "model__key",
+            "token_type",
+            "prompt_tokens",
+            "completion_tokens",
+            "tokens",
+            "application",
+        )
+    )

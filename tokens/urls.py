@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from tokens import api, views
+from tokens import api, enterprise_views, views
 
 app_name = "tokens"
 
@@ -15,6 +15,11 @@ urlpatterns = [
     ),
     re_path(r"^api/", api.not_found, name="api_not_found"),
     path("me/", views.MeView.as_view(), name="me"),
+    path(
+        "enterprise/request/",
+        enterprise_views.enterprise_request,
+        name="enterprise_request",
+    ),
     path(
         "panel/users/",
         views.PlaceholderPanelView.as_view(

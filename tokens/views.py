@@ -3,16 +3,43 @@ from django.views.generic import TemplateView
 
 from accounts.access import PanelAccessMixin
 from accounts.services import user_has_mfa
+from asksage_admin.lib.periods import period_of
+from tokens import selectors
+from tokens.models import TokenType
 
 
 class MeView(LoginRequiredMixin, TemplateView):
-    """A member's own page: profile now; balances and requests in later issues."""
+    """A member's own page: profile, this month's balance per token type (limit,
+    used, held, remaining, overage) and this month's usage by model. A user outside
+    an organization sees the profile and a note instead of balances."""
 
     template_name = "tokens/me.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["has_mfa"] = user_has_mfa(self.request.user)
+        user = self.request.user
+        context["has_mfa"] = user_has_mfa(user)
+        if user.organization_id is None:
+            return context
+        period = period_of()
+        context["period"] = period
+        context["balances"] = [
+            {
+                "balance": balance,
+                "label": TokenType(balance.token_type).label,
+                # <progress> needs max > 0; spent is capped at the limit (the
+                # overage is shown as a number).
+                "meter_max": max(balance.limit, 1),
+                "meter_value": min(balance.used + balance.held, balance.limit),
+                "percent": (
+                    round(100 * (balance.used + balance.held) / balance.limit)
+                    if balance.limit
+                    else 0
+                ),
+            }
+            for balance in selectors.user_balances(user, period)
+        ]
+        context["usage_by_model"] = selectors.user_usage_by_model(user, period)
         return context
 
 

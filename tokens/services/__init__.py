@@ -3,18 +3,40 @@ transaction, its audit event inside it)."""
 
 from tokens.services.allocations import (
     allocation_set_limit,
+    allocations_bulk_set_limit,
     purchase_record,
     user_ban,
     user_deactivate,
     user_reactivate,
     user_unban,
+    users_set_banned,
+    users_set_paid,
 )
 
 __all__ = [
     "allocation_set_limit",
+    "allocations_bulk_set_limit",
     "purchase_record",
     "user_ban",
     "user_deactivate",
     "user_reactivate",
     "user_unban",
+    "users_set_banned",
+    "users_set_paid",
+]
+
+from tokens.services.activation import (
+    enterprise_request_activate,
+    enterprise_request_reject,
+    enterprise_request_submit,
+    organization_add_member,
+    organization_remove_member,
+)
+
+__all__ += [
+    "enterprise_request_activate",
+    "enterprise_request_reject",
+    "enterprise_request_submit",
+    "organization_add_member",
+    "organization_remove_member",
 ]

@@ -194,6 +194,15 @@ def purchase_record(
     return purchase
 
 
+def _check_limit_value(token_type: str, limit) -> None:
+    if token_type not in TYPES:
+        raise ValidationError(_("Unknown token type."), code="token_type")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValidationError(
+            _("Enter a whole number of tokens, 0 or more."), code="invalid"
+        )
+
+
 def allocation_set_limit(
     *,
     actor: User | None,
@@ -207,12 +216,7 @@ def allocation_set_limit(
     """Set one user's monthly limit for one type. Refused (nothing changed) when it
     is negative, under the platform minimum for a paid user (unless the admin
     explicitly allows it), or more than the unallocated pool can cover."""
-    if token_type not in TYPES:
-        raise ValidationError(_("Unknown token type."), code="token_type")
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise ValidationError(
-            _("Enter a whole number of tokens, 0 or more."), code="invalid"
-        )
+    _check_limit_value(token_type, limit)
     organization = user.organization
     if organization is None:
         raise ValidationError(_("This user is not in an organization."))
@@ -265,124 +269,250 @@ def allocation_set_limit(
     return change
 
 
-def user_deactivate(*, actor: User | None, user: User) -> list[AllocationChange]:
-    """Paid off: limits drop to DISABLED_USER_TOKENS per type; the difference goes
-    back to the pool. A limit already lower is left alone."""
-    organization = user.organization
-    ensure_can_manage(actor, organization)
-    disabled = settings.DISABLED_USER_TOKENS
-    with transaction.atomic():
-        lock_organization(organization)
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        if not locked.is_paid:
-            raise ValidationError(_("This user is already deactivated."))
-        allocations = lock_allocations([locked])
-        before = limits_of(locked, allocations)
-        after = {t: min(before[t], disabled) for t in TYPES}
-        locked.is_paid = False
-        locked.save(update_fields=["is_paid"])
-        event = audit.record(
-            action=Action.USER_PAID_CHANGED,
-            actor=actor,
-            organization=organization,
-            target=locked,
-            before={"is_paid": True, **_limit_dict(before)},
-            after={"is_paid": False, **_limit_dict(after)},
-        )
-        changes = apply_limits(
-            user=locked,
-            new_limits=after,
-            allocations=allocations,
-            source=Source.DEACTIVATION,
-            audit_event=event,
-            actor=actor,
-        )
-    user.is_paid = False
-    return changes
-
-
-def user_reactivate(*, actor: User | None, user: User) -> list[AllocationChange]:
-    """Paid on: each limit goes back up to at least the platform minimum, as far as
-    the unallocated pool allows (the audit message says when it fell short)."""
-    organization = user.organization
-    ensure_can_manage(actor, organization)
-    minimum = settings.MIN_USER_TOKENS
-    with transaction.atomic():
-        lock_organization(organization)
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        if locked.is_paid:
-            raise ValidationError(_("This user is already active."))
-        allocations = lock_allocations([locked])
-        before = limits_of(locked, allocations)
-        after, short = {}, {}
-        for t in TYPES:
-            wanted = max(0, minimum - before[t])
-            grant = min(wanted, max(0, unallocated(organization, t)))
-            after[t] = before[t] + grant
-            if grant < wanted:
-                short[t] = wanted - grant
-        locked.is_paid = True
-        locked.save(update_fields=["is_paid"])
-        message = "; ".join(
-            _("%(n)s %(type)s tokens short of the minimum: the pool is exhausted")
-            % {"n": fmt(n), "type": type_label(t)}
-            for t, n in short.items()
-        )
-        event = audit.record(
-            action=Action.USER_PAID_CHANGED,
-            actor=actor,
-            organization=organization,
-            target=locked,
-            before={"is_paid": False, **_limit_dict(before)},
-            after={"is_paid": True, **_limit_dict(after)},
-            message=message,
-        )
-        changes = apply_limits(
-            user=locked,
-            new_limits=after,
-            allocations=allocations,
-            source=Source.REACTIVATION,
-            audit_event=event,
-            actor=actor,
-        )
-    user.is_paid = True
-    return changes
-
-
 def _limit_dict(limits: dict[str, int]) -> dict[str, int]:
     return {f"{t}_limit": n for t, n in limits.items()}
 
 
-def _set_banned(*, actor: User | None, user: User, banned: bool) -> User:
-    ensure_can_manage(actor, user.organization)
-    if actor is not None and actor.pk == user.pk:
-        raise ValidationError(_("You cannot ban or unban yourself."))
+def lock_members(organization: Organization, users: list[User]) -> list[User]:
+    """Lock the org, then the users (id order), refusing anyone outside the org."""
+    lock_organization(organization)
+    ids = sorted({u.pk for u in users})
+    locked = list(
+        User.objects.select_for_update()
+        .filter(pk__in=ids, organization=organization)
+        .order_by("id")
+    )
+    if len(locked) != len(ids):
+        raise ValidationError(_("Some of these users are not in this organization."))
+    return locked
+
+
+def _set_paid(
+    *,
+    actor: User | None,
+    organization: Organization,
+    users: list[User],
+    paid: bool,
+    partial: bool,
+) -> list[User]:
+    """Switch paid status for users not already in it. Paid off: limits drop to
+    DISABLED_USER_TOKENS (a lower limit is kept); the difference returns to the
+    pool. Paid on: limits rise to at least MIN_USER_TOKENS; when the pool cannot
+    cover everyone, ``partial`` grants what is left (and says so in the audit
+    message), otherwise the whole action is refused with the shortfall."""
+    ensure_can_manage(actor, organization)
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        if locked.is_banned == banned:
-            raise ValidationError(
-                _("This user is already banned.")
-                if banned
-                else _("This user is not banned.")
+        locked = [u for u in lock_members(organization, users) if u.is_paid != paid]
+        allocations = lock_allocations(locked)
+        plans = {}
+        free = {t: unallocated(organization, t) for t in TYPES}
+        for user in locked:
+            before = limits_of(user, allocations)
+            if not paid:
+                after = {
+                    t: min(before[t], settings.DISABLED_USER_TOKENS) for t in TYPES
+                }
+                plans[user.pk] = (before, after, {})
+                continue
+            after, short = {}, {}
+            for t in TYPES:
+                wanted = max(0, settings.MIN_USER_TOKENS - before[t])
+                grant = min(wanted, max(0, free[t])) if partial else wanted
+                free[t] -= grant
+                after[t] = before[t] + grant
+                if grant < wanted:
+                    short[t] = wanted - grant
+            plans[user.pk] = (before, after, short)
+        if paid and not partial:
+            for t in TYPES:
+                if free[t] < 0:
+                    raise ValidationError(
+                        _(
+                            "Not enough unallocated %(type)s tokens to give these "
+                            "users the platform minimum: %(short)s more are needed. "
+                            "Nothing was changed."
+                        )
+                        % {"type": type_label(t), "short": fmt(-free[t])},
+                        code="over_allocation",
+                    )
+        for user in locked:
+            before, after, short = plans[user.pk]
+            user.is_paid = paid
+            user.save(update_fields=["is_paid"])
+            event = audit.record(
+                action=Action.USER_PAID_CHANGED,
+                actor=actor,
+                organization=organization,
+                target=user,
+                before={"is_paid": not paid, **_limit_dict(before)},
+                after={"is_paid": paid, **_limit_dict(after)},
+                message="; ".join(
+                    _("%(n)s %(type)s tokens short of the minimum: pool exhausted")
+                    % {"n": fmt(n), "type": type_label(t)}
+                    for t, n in short.items()
+                ),
             )
-        locked.is_banned = banned
-        locked.save(update_fields=["is_banned"])
-        audit.record(
-            action=Action.USER_BANNED if banned else Action.USER_UNBANNED,
-            actor=actor,
-            organization=locked.organization,
-            target=locked,
-            before={"is_banned": not banned},
-            after={"is_banned": banned},
-        )
-    user.is_banned = banned
+            apply_limits(
+                user=user,
+                new_limits=after,
+                allocations=allocations,
+                source=Source.REACTIVATION if paid else Source.DEACTIVATION,
+                audit_event=event,
+                actor=actor,
+            )
+    return locked
+
+
+def user_deactivate(*, actor: User | None, user: User) -> User:
+    """Paid off (SPEC §2): limits → DISABLED_USER_TOKENS, the rest back to the pool."""
+    if not _set_paid(
+        actor=actor,
+        organization=user.organization,
+        users=[user],
+        paid=False,
+        partial=True,
+    ):
+        raise ValidationError(_("This user is already deactivated."))
+    user.is_paid = False
     return user
 
 
+def user_reactivate(*, actor: User | None, user: User) -> User:
+    """Paid on: limits back to at least the minimum, as far as the pool allows."""
+    if not _set_paid(
+        actor=actor,
+        organization=user.organization,
+        users=[user],
+        paid=True,
+        partial=True,
+    ):
+        raise ValidationError(_("This user is already active."))
+    user.is_paid = True
+    return user
+
+
+def users_set_paid(
+    *, actor: User | None, organization: Organization, users: list[User], paid: bool
+) -> list[User]:
+    """Bulk paid on/off in one transaction; paid on is refused whole when the pool
+    cannot give every user the minimum. Returns the users that changed."""
+    return _set_paid(
+        actor=actor, organization=organization, users=users, paid=paid, partial=False
+    )
+
+
+def users_set_banned(
+    *, actor: User | None, organization: Organization, users: list[User], banned: bool
+) -> list[User]:
+    """Ban or unban users (one audit event each); returns those that changed. A
+    banned user cannot sign in and the gateway refuses them."""
+    ensure_can_manage(actor, organization)
+    if actor is not None and any(u.pk == actor.pk for u in users):
+        raise ValidationError(_("You cannot ban or unban yourself."))
+    with transaction.atomic():
+        changed = [
+            u for u in lock_members(organization, users) if u.is_banned != banned
+        ]
+        for user in changed:
+            user.is_banned = banned
+            user.save(update_fields=["is_banned"])
+            audit.record(
+                action=Action.USER_BANNED if banned else Action.USER_UNBANNED,
+                actor=actor,
+                organization=organization,
+                target=user,
+                before={"is_banned": not banned},
+                after={"is_banned": banned},
+            )
+    return changed
+
+
 def user_ban(*, actor: User | None, user: User) -> User:
-    """A banned user cannot sign in and the gateway refuses them."""
-    return _set_banned(actor=actor, user=user, banned=True)
+    if not users_set_banned(
+        actor=actor, organization=user.organization, users=[user], banned=True
+    ):
+        raise ValidationError(_("This user is already banned."))
+    user.is_banned = True
+    return user
 
 
 def user_unban(*, actor: User | None, user: User) -> User:
-    return _set_banned(actor=actor, user=user, banned=False)
+    if not users_set_banned(
+        actor=actor, organization=user.organization, users=[user], banned=False
+    ):
+        raise ValidationError(_("This user is not banned."))
+    user.is_banned = False
+    return user
+
+
+def allocations_bulk_set_limit(
+    *,
+    actor: User | None,
+    organization: Organization,
+    users: list[User],
+    token_type: str,
+    limit: int,
+    allow_below_minimum: bool = False,
+) -> list[AllocationChange]:
+    """Set the same limit for many users in one transaction, one audit event each;
+    refused whole (nothing changed) when the net increase exceeds the unallocated
+    pool, with the shortfall in the message."""
+    _check_limit_value(token_type, limit)
+    ensure_can_manage(actor, organization)
+    with transaction.atomic():
+        locked = lock_members(organization, users)
+        if not allow_below_minimum and limit < settings.MIN_USER_TOKENS:
+            paid = [u for u in locked if u.is_paid and not u.is_banned]
+            if paid:
+                raise ValidationError(
+                    _(
+                        "%(n)d of these users are paid and need at least %(min)s "
+                        "tokens (the platform minimum). Confirm explicitly to set a "
+                        "lower limit."
+                    )
+                    % {"n": len(paid), "min": fmt(settings.MIN_USER_TOKENS)},
+                    code="below_minimum",
+                )
+        allocations = lock_allocations(locked)
+        net = sum(limit - allocations[(u.pk, token_type)].limit for u in locked)
+        available = unallocated(organization, token_type)
+        if net > available:
+            raise ValidationError(
+                _(
+                    "Setting %(n)d users to %(limit)s %(type)s tokens needs %(net)s "
+                    "more, but only %(available)s are unallocated: %(short)s short. "
+                    "Nothing was changed."
+                )
+                % {
+                    "n": len(locked),
+                    "limit": fmt(limit),
+                    "type": type_label(token_type),
+                    "net": fmt(net),
+                    "available": fmt(max(0, available)),
+                    "short": fmt(net - max(0, available)),
+                },
+                code="over_allocation",
+            )
+        changes = []
+        for user in locked:
+            current = allocations[(user.pk, token_type)].limit
+            if current == limit:
+                continue
+            event = audit.record(
+                action=Action.LIMIT_CHANGED,
+                actor=actor,
+                organization=organization,
+                target=user,
+                before={f"{token_type}_limit": current},
+                after={f"{token_type}_limit": limit},
+                message=_("Source: %(source)s.") % {"source": Source.BULK.label},
+            )
+            changes += apply_limits(
+                user=user,
+                new_limits={token_type: limit},
+                allocations=allocations,
+                source=Source.BULK,
+                audit_event=event,
+                actor=actor,
+            )
+    return changes

@@ -1,0 +1,32 @@
+"""CSV output that spreadsheets cannot turn into formulas (SPEC §12).
+
+A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+prefixed with ``'``, so Excel, LibreOffice and Google Sheets show it as text instead
+of running it. Only strings are escaped: numbers, dates and ``None`` are ours, never
+user input, and a negative number must stay a number.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` as a CSV cell, with formula-leading text made inert."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def write_rows(writer, rows: Iterable[Iterable[Any]]) -> int:
+    """Write each row through ``safe_cell``; returns the number of rows written.
+
+    ``writer`` is a ``csv.writer`` (or anything with ``writerow``); ``rows`` may be a
+    lazy iterator, so a large export is streamed, never held in memory.
+    """
+    count = 0
+    for row in rows:
+        writer.writerow([safe_cell(value) for value in row])
+        count += 1
+    return count

@@ -1,0 +1,616 @@
+"""Enterprise accounts (SPEC §3): the intake request, its activation or rejection by
+sales staff, and adding or removing members of an organization afterwards.
+
+Every rule lives here, so the public form, the staff admin and any future API
+enforce the same ones. The requester must be among the users: the request is made
+on behalf of a team they belong to, and it gives the organization its contact.
+"""
+
+import re
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+
+from accounts import audit
+from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
+from tokens.models import AllocationChange
+from tokens.services.allocations import (
+    TYPES,
+    apply_limits,
+    fmt,
+    limits_of,
+    lock_allocations,
+    lock_organization,
+    purchase_record,
+    refuse_over_allocation,
+    type_label,
+    unallocated,
+)
+
+Action = AuditEvent.Action
+Source = AllocationChange.Source
+RequestStatus = EnterpriseAccountRequest.Status
+
+MIN_USERS = 2
+_EMAIL_SEPARATORS = re.compile(r"[\s,;]+")
+_TOKEN_FIELDS = {"inference": "inference_tokens", "embedding": "embedding_tokens"}
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def split_emails(value: str | Iterable[str]) -> list[str]:
+    """Emails from text (one per line, or separated by commas, semicolons or
+    spaces) or from a list: stripped, lower-cased, duplicates dropped, in order."""
+    parts = _EMAIL_SEPARATORS.split(value) if isinstance(value, str) else value
+    seen: dict[str, None] = {}
+    for part in parts:
+        email = str(part).strip().lower()
+        if email:
+            seen.setdefault(email, None)
+    return list(seen)
+
+
+def _invalid_emails(emails: list[str]) -> list[str]:
+    invalid = []
+    for email in emails:
+        try:
+            validate_email(email)
+        except ValidationError:
+            invalid.append(email)
+    return invalid
+
+
+def _join(emails: Iterable[str]) -> str:
+    return ", ".join(emails)
+
+
+def _ensure_permission(actor: User | None, permission: str) -> None:
+    """Staff actions: the system (``actor=None``), superusers and staff holding the
+    permission (the Sales group) only."""
+    if actor is None or actor.is_superuser:
+        return
+    if actor.is_staff and actor.has_perm(permission):
+        return
+    raise PermissionDenied(_("You are not allowed to do this."))
+
+
+def _membership_problems(emails: list[str], users: dict[str, User]) -> list[str]:
+    """Why some of ``emails`` cannot join a new organization (empty when all can):
+    unknown, terms not accepted, already in an organization."""
+    problems = []
+    unknown = [e for e in emails if e not in users]
+    if unknown:
+        problems.append(
+            _(
+                "These emails do not belong to a registered user: %(emails)s. Each "
+                "person must register (and accept the terms) before the request."
+            )
+            % {"emails": _join(unknown)}
+        )
+    no_terms = [e for e in emails if e in users and users[e].terms_accepted_at is None]
+    if no_terms:
+        problems.append(
+            _("These users have not accepted the terms of service yet: %(emails)s.")
+            % {"emails": _join(no_terms)}
+        )
+    taken = [e for e in emails if e in users and users[e].organization_id is not None]
+    if taken:
+        problems.append(
+            _("These users already belong to an organization: %(emails)s.")
+            % {"emails": _join(taken)}
+        )
+    return problems
+
+
+def _users_by_email(emails: list[str], *, lock: bool = False) -> dict[str, User]:
+    queryset = User.objects.filter(email__in=emails).order_by("pk")
+    if lock:
+        queryset = queryset.select_for_update()
+    return {user.email: user for user in queryset}
+
+
+def _check_amount(amount: int, token_type: str, user_count: int) -> str | None:
+    """The message for a token amount that breaks the lot or minimum rule."""
+    lot, minimum = settings.TOKEN_LOT, settings.MIN_USER_TOKENS
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        return _("Enter a whole number of tokens.")
+    if amount % lot:
+        return _("Tokens are sold in lots of %(lot)s: enter a multiple of %(lot)s.") % {
+            "lot": fmt(lot)
+        }
+    needed = minimum * max(user_count, MIN_USERS)
+    if amount < needed:
+        at_least = -(-needed // lot) * lot
+        return _(
+            "%(users)d users need at least %(needed)s %(type)s tokens (%(min)s each): "
+            "enter %(at_least)s or more."
+        ) % {
+            "users": max(user_count, MIN_USERS),
+            "needed": fmt(needed),
+            "type": type_label(token_type),
+            "min": fmt(minimum),
+            "at_least": fmt(at_least),
+        }
+    return None
+
+
+def _ensure_pending(request: EnterpriseAccountRequest) -> None:
+    if request.status != RequestStatus.PENDING:
+        raise ValidationError(
+            _("This request is already %(status)s.")
+            % {"status": request.get_status_display().lower()},
+            code="not_pending",
+        )
+
+
+def _join_organization(
+    user: User, organization: Organization, allocations: dict
+) -> None:
+    """Point the user's allocation rows at their new organization. Rows left by a
+    former organization hold 0 (removal returns the tokens), so nothing moves."""
+    for token_type in TYPES:
+        allocation = allocations[(user.pk, token_type)]
+        if allocation.organization_id != organization.pk:
+            allocation.organization_id = organization.pk
+            allocation.save(update_fields=["organization"])
+
+
+def _limit_dict(limits: dict[str, int]) -> dict[str, int]:
+    return {f"{t}_limit": n for t, n in limits.items()}
+
+
+# --- the intake ------------------------------------------------------------------
+
+
+def enterprise_request_submit(
+    *,
+    requester: User,
+    organization_name: str,
+    billing_address: str,
+    user_emails: str | Iterable[str],
+    admin_emails: str | Iterable[str],
+    inference_tokens: int,
+    embedding_tokens: int,
+    other_information: str = "",
+) -> EnterpriseAccountRequest:
+    """Save a pending request for an Enterprise Account, or refuse it with every
+    problem at once, each naming the offending emails (ValidationError keyed by
+    field; ``__all__`` for the one-pending-request rule)."""
+    organization_name = organization_name.strip()
+    billing_address = billing_address.strip()
+    users = split_emails(user_emails)
+    admins = split_emails(admin_emails)
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    if not organization_name:
+        add("organization_name", _("Enter the organization's name."))
+    elif len(organization_name) > 200:
+        add("organization_name", _("Keep the name to 200 characters or fewer."))
+    if not billing_address:
+        add("billing_address", _("Enter the billing address."))
+
+    for field, emails in (("user_emails", users), ("admin_emails", admins)):
+        invalid = _invalid_emails(emails)
+        if invalid:
+            add(
+                field,
+                _("These are not valid email addresses: %(emails)s.")
+                % {"emails": _join(invalid)},
+            )
+    users = [e for e in users if e not in _invalid_emails(users)]
+    admins = [e for e in admins if e not in _invalid_emails(admins)]
+
+    if len(users) < MIN_USERS:
+        add(
+            "user_emails",
+            _("An Enterprise Account needs at least %(min)d users; you listed %(n)d.")
+            % {"min": MIN_USERS, "n": len(users)},
+        )
+    if requester.email.lower() not in users:
+        add(
+            "user_emails",
+            _("Include your own email (%(email)s) among the users.")
+            % {"email": requester.email},
+        )
+    if not admins:
+        add("admin_emails", _("Name at least one admin."))
+    outsiders = [a for a in admins if a not in users]
+    if outsiders:
+        add(
+            "admin_emails",
+            _(
+                "Every admin must also be listed among the users; these are not: "
+                "%(emails)s."
+            )
+            % {"emails": _join(outsiders)},
+        )
+    for token_type, amount in (
+        ("inference", inference_tokens),
+        ("embedding", embedding_tokens),
+    ):
+        message = _check_amount(amount, token_type, len(users))
+        if message:
+            add(_TOKEN_FIELDS[token_type], message)
+
+    with transaction.atomic():
+        # The requester's row serialises their submissions: one pending at a time.
+        User.objects.select_for_update().filter(pk=requester.pk).first()
+        pending = (
+            EnterpriseAccountRequest.objects.filter(
+                requested_by=requester, status=RequestStatus.PENDING
+            )
+            .order_by("created_at")
+            .first()
+        )
+        if pending is not None:
+            add(
+                NON_FIELD_ERRORS,
+                _(
+                    "You already have a pending request (%(name)s, sent on %(date)s). "
+                    "Sales will contact you; you can send another once it is decided."
+                )
+                % {
+                    "name": pending.organization_name,
+                    "date": date_format(pending.created_at, "DATE_FORMAT"),
+                },
+            )
+        for problem in _membership_problems(users, _users_by_email(users)):
+            add("user_emails", problem)
+        if errors:
+            raise ValidationError(errors)
+        request = EnterpriseAccountRequest.objects.create(
+            requested_by=requester,
+            organization_name=organization_name,
+            billing_address=billing_address,
+            user_emails=users,
+            admin_emails=admins,
+            inference_tokens=inference_tokens,
+            embedding_tokens=embedding_tokens,
+            other_information=other_information.strip(),
+        )
+        audit.record(
+            action=Action.ORG_REQUESTED,
+            actor=requester,
+            target=request,
+            after={
+                "organization_name": organization_name,
+                "users": users,
+                "admins": admins,
+                "inference_tokens": inference_tokens,
+                "embedding_tokens": embedding_tokens,
+            },
+        )
+    return request
+
+
+# --- staff decisions -------------------------------------------------------------
+
+
+def enterprise_request_activate(
+    *, actor: User | None, request: EnterpriseAccountRequest
+) -> Organization:
+    """Create the organization of a pending request: record its purchase, attach
+    its users (admins as admins), give each an equal share of the pool per type,
+    and mark the request activated. Refused, with nothing changed, when the request
+    is not pending or a user can no longer join."""
+    _ensure_permission(actor, "accounts.change_enterpriseaccountrequest")
+    with transaction.atomic():
+        locked = EnterpriseAccountRequest.objects.select_for_update().get(pk=request.pk)
+        _ensure_pending(locked)
+        emails = split_emails(locked.user_emails)
+        admins = set(split_emails(locked.admin_emails))
+        users_by_email = _users_by_email(emails, lock=True)
+        problems = _membership_problems(emails, users_by_email)
+        if problems:
+            raise ValidationError([_("This request cannot be activated."), *problems])
+        amounts = {
+            "inference": locked.inference_tokens,
+            "embedding": locked.embedding_tokens,
+        }
+        count = len(emails)
+        shares = {t: amounts[t] // count for t in TYPES}
+        for token_type, share in shares.items():
+            if share < settings.MIN_USER_TOKENS:
+                raise ValidationError(
+                    _(
+                        "The %(type)s tokens requested (%(amount)s) cannot give each "
+                        "of the %(n)d users the platform minimum of %(min)s."
+                    )
+                    % {
+                        "type": type_label(token_type),
+                        "amount": fmt(amounts[token_type]),
+                        "n": count,
+                        "min": fmt(settings.MIN_USER_TOKENS),
+                    },
+                    code="below_minimum",
+                )
+
+        requester = locked.requested_by
+        now = timezone.now()
+        organization = Organization.objects.create(
+            name=locked.organization_name,
+            billing_address=locked.billing_address,
+            contact_name=requester.get_full_name(),
+            email=requester.email,
+            status=Organization.Status.ACTIVE,
+            activated_at=now,
+        )
+        purchase_record(
+            actor=actor,
+            organization=organization,
+            payer_email=requester.email,
+            inference_tokens=amounts["inference"],
+            embedding_tokens=amounts["embedding"],
+            starts_on=timezone.localdate(),
+            comment=_("Enterprise account activation (request #%(id)s).")
+            % {"id": locked.pk},
+        )
+        lock_organization(organization)
+        users = list(users_by_email.values())
+        for user in users:
+            user.organization = organization
+            user.role = User.Role.ADMIN if user.email in admins else User.Role.USER
+            user.is_paid = True
+            user.save(update_fields=["organization", "role", "is_paid"])
+        allocations = lock_allocations(users)
+        for token_type, share in shares.items():
+            refuse_over_allocation(
+                share * count, unallocated(organization, token_type), token_type
+            )
+        for user in users:
+            _join_organization(user, organization, allocations)
+            before = limits_of(user, allocations)
+            event = audit.record(
+                action=Action.LIMIT_CHANGED,
+                actor=actor,
+                organization=organization,
+                target=user,
+                before=_limit_dict(before),
+                after=_limit_dict(shares),
+                message=_("Source: %(source)s.") % {"source": Source.ACTIVATION.label},
+            )
+            apply_limits(
+                user=user,
+                new_limits=dict(shares),
+                allocations=allocations,
+                source=Source.ACTIVATION,
+                audit_event=event,
+                actor=actor,
+                note=_("Equal share on activation."),
+            )
+        audit.record(
+            action=Action.ORG_ACTIVATED,
+            actor=actor,
+            organization=organization,
+            target=organization,
+            before={"request": locked.pk, "status": RequestStatus.PENDING},
+            after={
+                "name": organization.name,
+                "users": count,
+                "admins": sorted(admins),
+                "inference_tokens": amounts["inference"],
+                "embedding_tokens": amounts["embedding"],
+                "inference_share": shares["inference"],
+                "embedding_share": shares["embedding"],
+            },
+        )
+        locked.status = RequestStatus.ACTIVATED
+        locked.reviewed_by = actor
+        locked.reviewed_at = now
+        locked.organization = organization
+        locked.save(
+            update_fields=["status", "reviewed_by", "reviewed_at", "organization"]
+        )
+    request.status, request.organization = locked.status, organization
+    return organization
+
+
+def enterprise_request_reject(
+    *, actor: User | None, request: EnterpriseAccountRequest, reason: str
+) -> EnterpriseAccountRequest:
+    """Turn a pending request down, with a reason the requester can act on."""
+    _ensure_permission(actor, "accounts.change_enterpriseaccountrequest")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError(
+            {"reason": _("Give a reason for the rejection.")}, code="required"
+        )
+    with transaction.atomic():
+        locked = EnterpriseAccountRequest.objects.select_for_update().get(pk=request.pk)
+        _ensure_pending(locked)
+        locked.status = RequestStatus.REJECTED
+        locked.reviewed_by = actor
+        locked.reviewed_at = timezone.now()
+        locked.rejection_reason = reason
+        locked.save(
+            update_fields=["status", "reviewed_by", "reviewed_at", "rejection_reason"]
+        )
+        audit.record(
+            action=Action.ORG_REQUEST_REJECTED,
+            actor=actor,
+            target=locked,
+            before={"status": RequestStatus.PENDING},
+            after={"status": RequestStatus.REJECTED, "reason": reason},
+            message=reason,
+        )
+    request.status = locked.status
+    return locked
+
+
+# --- members after activation ----------------------------------------------------
+
+
+def organization_add_member(
+    *, actor: User | None, organization: Organization, user: User, role: str
+) -> list[AllocationChange]:
+    """Add a registered user (terms accepted, in no organization) to an active
+    organization with the platform minimum per type, taken from the unallocated
+    pool; refused, naming the missing tokens, when the pool cannot cover it."""
+    _ensure_permission(actor, "accounts.change_organization")
+    if role not in User.Role.values:
+        raise ValidationError({"role": _("Choose a role: user or admin.")})
+    minimum = settings.MIN_USER_TOKENS
+    with transaction.atomic():
+        org = lock_organization(organization)
+        if not org.is_active:
+            raise ValidationError(
+                _(
+                    "%(org)s is not active: members can be added to active "
+                    "organizations only."
+                )
+                % {"org": org.name}
+            )
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.organization_id == org.pk:
+            raise ValidationError(
+                _("%(email)s is already a member of %(org)s.")
+                % {"email": locked.email, "org": org.name}
+            )
+        if locked.organization_id is not None:
+            raise ValidationError(
+                _("%(email)s already belongs to another organization.")
+                % {"email": locked.email}
+            )
+        if locked.terms_accepted_at is None:
+            raise ValidationError(
+                _("%(email)s has not accepted the terms of service yet.")
+                % {"email": locked.email}
+            )
+        locked.organization = org
+        locked.role = role
+        locked.is_paid = True
+        locked.save(update_fields=["organization", "role", "is_paid"])
+        allocations = lock_allocations([locked])
+        _join_organization(locked, org, allocations)
+        before = limits_of(locked, allocations)
+        after = {t: max(before[t], minimum) for t in TYPES}
+        shortfalls = []
+        for token_type in TYPES:
+            needed = after[token_type] - before[token_type]
+            available = max(0, unallocated(org, token_type))
+            if needed > available:
+                shortfalls.append(
+                    _(
+                        "%(missing)s %(type)s tokens are missing (%(needed)s needed, "
+                        "%(available)s unallocated)"
+                    )
+                    % {
+                        "missing": fmt(needed - available),
+                        "type": type_label(token_type),
+                        "needed": fmt(needed),
+                        "available": fmt(available),
+                    }
+                )
+        if shortfalls:
+            raise ValidationError(
+                _(
+                    "The pool of %(org)s cannot give %(email)s the platform minimum "
+                    "of %(min)s tokens per type: %(shortfalls)s. Record a purchase or "
+                    "lower other users' limits first."
+                )
+                % {
+                    "org": org.name,
+                    "email": locked.email,
+                    "min": fmt(minimum),
+                    "shortfalls": "; ".join(shortfalls),
+                },
+                code="over_allocation",
+            )
+        event = audit.record(
+            action=Action.MEMBER_ADDED,
+            actor=actor,
+            organization=org,
+            target=locked,
+            before={"organization": None, **_limit_dict(before)},
+            after={"organization": org.name, "role": role, **_limit_dict(after)},
+        )
+        changes = apply_limits(
+            user=locked,
+            new_limits=after,
+            allocations=allocations,
+            source=Source.MANUAL,
+            audit_event=event,
+            actor=actor,
+            note=_("Added to the organization."),
+        )
+    user.organization, user.role, user.is_paid = org, role, True
+    return changes
+
+
+def organization_remove_member(
+    *, actor: User | None, user: User
+) -> list[AllocationChange]:
+    """Take a user out of their organization: their limits go back to the pool
+    (0 per type), and they become a plain user in no organization. Their usage and
+    history stay with the organization. The last admin cannot be removed."""
+    _ensure_permission(actor, "accounts.change_organization")
+    organization_id = (
+        User.objects.filter(pk=user.pk).values_list("organization", flat=True).first()
+    )
+    if organization_id is None:
+        raise ValidationError(
+            _("%(email)s is not a member of any organization.") % {"email": user.email}
+        )
+    with transaction.atomic():
+        # DESIGN §5 lock order: the organization, then the user.
+        org = Organization.objects.select_for_update().get(pk=organization_id)
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.organization_id != org.pk:
+            raise ValidationError(
+                _("%(email)s changed organization meanwhile; reload and try again.")
+                % {"email": locked.email}
+            )
+        if (
+            locked.role == User.Role.ADMIN
+            and not org.members.filter(role=User.Role.ADMIN)
+            .exclude(pk=locked.pk)
+            .exists()
+        ):
+            raise ValidationError(
+                _(
+                    "%(email)s is the only admin of %(org)s: make another member an "
+                    "admin first."
+                )
+                % {"email": locked.email, "org": org.name}
+            )
+        allocations = lock_allocations([locked])
+        before = limits_of(locked, allocations)
+        after = {t: 0 for t in TYPES}
+        event = audit.record(
+            action=Action.MEMBER_REMOVED,
+            actor=actor,
+            organization=org,
+            target=locked,
+            before={
+                "organization": org.name,
+                "role": locked.role,
+                **_limit_dict(before),
+            },
+            after={"organization": None, "role": User.Role.USER, **_limit_dict(after)},
+        )
+        # The changes belong to the organization the tokens return to, so they are
+        # written before the user leaves it.
+        changes = apply_limits(
+            user=locked,
+            new_limits=after,
+            allocations=allocations,
+            source=Source.MANUAL,
+            audit_event=event,
+            actor=actor,
+            note=_("Removed from the organization."),
+        )
+        locked.organization = None
+        locked.role = User.Role.USER
+        locked.save(update_fields=["organization", "role"])
+    user.organization, user.role = None, User.Role.USER
+    return changes
