@@ -191,6 +191,20 @@ class AuditEvent(models.Model):
         )
         MEMBER_ADDED = "organization.member_added", _("Member added")
         MEMBER_REMOVED = "organization.member_removed", _("Member removed")
+        DATA_EXPORTED = "data.exported", _("Data exported")
+        POLICY_CHANGED = "distribution.policy_changed", _("Distribution policy changed")
+        OVERRIDE_SET = "distribution.override_set", _("User override set")
+        OVERRIDE_REMOVED = "distribution.override_removed", _("User override removed")
+        DISTRIBUTION_RUN = "distribution.run", _("Distribution run")
+        AUTO_INCREASE = "allocation.auto_increase", _("Limit auto-increased")
+        REQUEST_SUBMITTED = "token_request.submitted", _("Token request submitted")
+        REQUEST_APPROVED = "token_request.approved", _("Token request approved")
+        REQUEST_DENIED = "token_request.denied", _("Token request denied")
+        AUTO_APPROVAL_CHANGED = (
+            "token_request.auto_approval_changed",
+            _("Auto-approval rule changed"),
+        )
+        ORG_SETTINGS_CHANGED = "organization.settings_changed", _("Settings changed")
         SERVICE_KEY_CREATED = "service_key.created", _("Service key created")
         SERVICE_KEY_REVOKED = "service_key.revoked", _("Service key revoked")
 

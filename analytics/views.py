@@ -1,3 +1,3 @@
-from tokens.views import PlaceholderPanelView
+from tokens.views.placeholder import PlaceholderPanelView
 
 __all__ = ["PlaceholderPanelView"]

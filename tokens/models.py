@@ -109,6 +109,13 @@ class Allocation(models.Model):
     token_type = models.CharField(max_length=10, choices=TokenType.choices)
     limit = models.BigIntegerField(default=0)
     last_auto_increase_at = models.DateTimeField(null=True, blank=True)
+    last_auto_increase_tier = models.DecimalField(
+        max_digits=4,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        help_text=_("The usage % tier that fired the last auto-increase."),
+    )
 
     class Meta:
         indexes = [models.Index(fields=["organization", "token_type"])]
@@ -163,6 +170,20 @@ class AllocationChange(models.Model):
         related_name="+",
     )
     note = models.CharField(max_length=500, blank=True)
+    token_request = models.ForeignKey(
+        "TokenRequest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="allocation_changes",
+    )
+    distribution_run = models.ForeignKey(
+        "DistributionRun",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="allocation_changes",
+    )
     audit_event = models.ForeignKey(
         "accounts.AuditEvent",
         on_delete=models.PROTECT,
@@ -357,3 +378,285 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.model_id} · {self.day}"
+
+
+class DistributionPolicy(models.Model):
+    """How an organization's pool is handed out (SPEC §6): floors and ceiling,
+    auto-increase, reclamation and the rebalancing schedule. One per organization,
+    created with the Standard preset on activation."""
+
+    class Preset(models.TextChoices):
+        CONSERVATIVE = "conservative", _("Conservative")
+        STANDARD = "standard", _("Standard")
+        AGGRESSIVE = "aggressive", _("Aggressive")
+        DYNAMIC = "dynamic", _("Dynamic")
+        CUSTOM = "custom", _("Custom")
+
+    class BumpMode(models.TextChoices):
+        PERCENT_CURRENT = "percent_current", _("Percent of the current limit")
+        FLAT = "flat", _("Flat amount")
+        PERCENT_POOL = "percent_pool", _("Percent of the remaining pool")
+        TIERS = "tiers", _("Tiers (percent of current per usage tier)")
+
+    class Frequency(models.TextChoices):
+        OFF = "off", _("Off")
+        DAILY = "daily", _("Daily")
+        WEEKLY = "weekly", _("Weekly")
+        MONTHLY = "monthly", _("Monthly")
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.PROTECT, related_name="distribution_policy"
+    )
+    preset = models.CharField(
+        max_length=20, choices=Preset.choices, default=Preset.STANDARD
+    )
+    floor_inference = models.BigIntegerField(default=500_000)
+    floor_embedding = models.BigIntegerField(default=500_000)
+    ceiling = models.BigIntegerField(
+        null=True, blank=True, help_text=_("Empty = unlimited.")
+    )
+    auto_increase_enabled = models.BooleanField(default=True)
+    triggers = models.JSONField(
+        default=list,
+        help_text=_("Usage percentages (50–99.9) at which a limit is raised."),
+    )
+    cooldown_minutes = models.PositiveIntegerField(default=60)
+    bump_mode = models.CharField(
+        max_length=20, choices=BumpMode.choices, default=BumpMode.TIERS
+    )
+    bump_value = models.DecimalField(
+        max_digits=15,
+        decimal_places=1,
+        default=25,
+        help_text=_("Percent for the percent modes, tokens for the flat mode."),
+    )
+    tier_bumps = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Tiers mode: the percent of the current limit for each trigger."),
+    )
+    bump_cap_at_current = models.BooleanField(
+        default=False, help_text=_("A bump is never more than the current limit.")
+    )
+    reclamation_enabled = models.BooleanField(default=False)
+    lookback_days = models.PositiveIntegerField(default=30)
+    headroom_percent = models.PositiveIntegerField(default=25)
+    schedule = models.CharField(
+        max_length=10, choices=Frequency.choices, default=Frequency.OFF
+    )
+    schedule_hour = models.PositiveSmallIntegerField(
+        default=2, help_text=_("Hour of the day, UTC (0–23).")
+    )
+    schedule_weekday = models.PositiveSmallIntegerField(
+        default=0, help_text=_("Weekly runs: 0 = Monday … 6 = Sunday.")
+    )
+    schedule_day = models.PositiveSmallIntegerField(
+        default=1, help_text=_("Monthly runs: day of the month (1–28).")
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "distribution policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(floor_inference__gte=0) & Q(floor_embedding__gte=0),
+                name="policy_floors_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(ceiling__isnull=True)
+                | (
+                    Q(ceiling__gte=F("floor_inference"))
+                    & Q(ceiling__gte=F("floor_embedding"))
+                ),
+                name="policy_ceiling_above_floors",
+                violation_error_message=_("The ceiling must be at least the floors."),
+            ),
+            models.CheckConstraint(
+                condition=Q(schedule_hour__lte=23)
+                & Q(schedule_weekday__lte=6)
+                & Q(schedule_day__gte=1)
+                & Q(schedule_day__lte=28),
+                name="policy_schedule_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} · {self.get_preset_display()}"
+
+    def floor(self, token_type: str) -> int:
+        return (
+            self.floor_inference
+            if token_type == TokenType.INFERENCE
+            else self.floor_embedding
+        )
+
+
+class UserOverride(models.Model):
+    """Per-user exceptions to the policy: own floor and/or ceiling (both token
+    types), exemptions from auto-increase and reclamation, and why."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="distribution_override",
+    )
+    floor = models.BigIntegerField(null=True, blank=True)
+    ceiling = models.BigIntegerField(null=True, blank=True)
+    exempt_auto_increase = models.BooleanField(default=False)
+    exempt_reclamation = models.BooleanField(default=False)
+    note = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["user__email"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(floor__isnull=True) | Q(floor__gte=0),
+                name="override_floor_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(ceiling__isnull=True)
+                | Q(floor__isnull=True)
+                | Q(ceiling__gte=F("floor")),
+                name="override_ceiling_above_floor",
+                violation_error_message=_("The ceiling must be at least the floor."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"override for {self.user}"
+
+
+class DistributionRun(models.Model):
+    """One distribution run (manual or scheduled): who, when, what changed (its
+    AllocationChanges). A scheduled run is unique per organization and due time."""
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", _("Manual")
+        SCHEDULED = "scheduled", _("Scheduled")
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+"
+    )
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    due_at = models.DateTimeField(null=True, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    distribute_equally = models.BooleanField(default=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-started_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "due_at"],
+                condition=Q(due_at__isnull=False),
+                name="distributionrun_once_per_due_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} run {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class TokenRequest(models.Model):
+    """A user's request for more tokens of one type (SPEC §7)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        APPROVED = "approved", _("Approved")
+        DENIED = "denied", _("Denied")
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="token_requests"
+    )
+    token_type = models.CharField(max_length=10, choices=TokenType.choices)
+    amount = models.BigIntegerField()
+    reason = models.CharField(max_length=500)
+    limit_at_request = models.BigIntegerField()
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    approved_amount = models.BigIntegerField(null=True, blank=True)
+    admin_note = models.CharField(max_length=500, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    auto_approved = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "status", "-created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "token_type"],
+                condition=Q(status="pending"),
+                name="tokenrequest_one_pending_per_type",
+                violation_error_message=_(
+                    "You already have a pending request for this token type."
+                ),
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gte=1), name="tokenrequest_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(approved_amount__isnull=True) | Q(approved_amount__gte=1),
+                name="tokenrequest_approved_amount_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.amount} {self.token_type} ({self.status})"
+
+
+class AutoApprovalRule(models.Model):
+    """Requests at or under ``max_amount``, while the org has used less than
+    ``max_consumption_percent`` of its pool this month, are approved on submission
+    when the pool allows."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.PROTECT, related_name="auto_approval_rule"
+    )
+    enabled = models.BooleanField(default=False)
+    max_amount = models.BigIntegerField(default=100_000)
+    max_consumption_percent = models.DecimalField(
+        max_digits=4, decimal_places=1, default=50
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_amount__gte=1), name="autoapproval_max_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_consumption_percent__gte=0)
+                & Q(max_consumption_percent__lte=100),
+                name="autoapproval_percent_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"auto-approval for {self.organization}"

@@ -1,10 +1,15 @@
+"""Every URL of the tokens app: the gateway API, /me/, the enterprise intake and the
+Management pages of the admin panel."""
+
 from django.urls import path, re_path
 
-from tokens import api, enterprise_views, views
+from tokens import api
+from tokens.views import enterprise, me, placeholder, users
 
 app_name = "tokens"
 
 urlpatterns = [
+    # Gateway API (SPEC §10)
     path("api/v1/authorize", api.authorize, name="api_authorize"),
     path("api/v1/usage", api.usage, name="api_usage"),
     path("api/v1/balance", api.balance, name="api_balance"),
@@ -14,24 +19,48 @@ urlpatterns = [
         name="api_hold_release",
     ),
     re_path(r"^api/", api.not_found, name="api_not_found"),
-    path("me/", views.MeView.as_view(), name="me"),
+    # Members
+    path("me/", me.MeView.as_view(), name="me"),
     path(
-        "enterprise/request/",
-        enterprise_views.enterprise_request,
-        name="enterprise_request",
+        "enterprise/request/", enterprise.enterprise_request, name="enterprise_request"
+    ),
+    # Management → User Management (SPEC §5)
+    path("panel/users/", users.UserListView.as_view(), name="user_list"),
+    path("panel/users/export.csv", users.UserExportView.as_view(), name="user_export"),
+    path("panel/users/bulk/", users.UserBulkView.as_view(), name="user_bulk"),
+    path("panel/users/<int:pk>/", users.UserDetailView.as_view(), name="user_detail"),
+    path(
+        "panel/users/<int:pk>/limits/<str:token_type>/",
+        users.UserLimitEditView.as_view(),
+        name="user_limit_edit",
     ),
     path(
-        "panel/users/",
-        views.PlaceholderPanelView.as_view(
-            nav_active="users",
-            title="User Management",
-            detail="Users, their paid and banned status, and their token limits.",
-        ),
-        name="user_list",
+        "panel/users/<int:pk>/deactivate/confirm/",
+        users.UserActionConfirmView.as_view(action="deactivate"),
+        name="user_deactivate_confirm",
     ),
+    path(
+        "panel/users/<int:pk>/deactivate/",
+        users.user_deactivate,
+        name="user_deactivate",
+    ),
+    path(
+        "panel/users/<int:pk>/reactivate/",
+        users.user_reactivate,
+        name="user_reactivate",
+    ),
+    path(
+        "panel/users/<int:pk>/ban/confirm/",
+        users.UserActionConfirmView.as_view(action="ban"),
+        name="user_ban_confirm",
+    ),
+    path("panel/users/<int:pk>/ban/", users.user_ban, name="user_ban"),
+    path("panel/users/<int:pk>/unban/", users.user_unban, name="user_unban"),
+    path("panel/users/<int:pk>/verify/", users.user_verify, name="user_verify"),
+    # Pages whose issue is not built yet
     path(
         "panel/distribution/",
-        views.PlaceholderPanelView.as_view(
+        placeholder.PlaceholderPanelView.as_view(
             nav_active="distribution",
             title="Token Distribution",
             detail="Allocation presets, floors and ceilings, auto-increase and "
@@ -41,7 +70,7 @@ urlpatterns = [
     ),
     path(
         "panel/requests/",
-        views.PlaceholderPanelView.as_view(
+        placeholder.PlaceholderPanelView.as_view(
             nav_active="requests",
             title="Token Requests",
             detail="Users' requests for more tokens, to approve or deny.",

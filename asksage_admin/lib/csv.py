@@ -30,3 +30,28 @@ def write_rows(writer, rows: Iterable[Iterable[Any]]) -> int:
         writer.writerow([safe_cell(value) for value in row])
         count += 1
     return count
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_response(*, filename: str, header: list[str], rows: Iterable[Iterable[Any]]):
+    """A streamed CSV download: memory stays flat whatever the number of rows."""
+    import csv
+
+    from django.http import StreamingHttpResponse
+
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow([safe_cell(value) for value in row])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -9,6 +9,11 @@
  * is inert while the drawer is open.
  *
  * Alerts get a dismiss button.
+ *
+ * Tables: a header checkbox with data-select-all="NAME" selects every checkbox named
+ * NAME (and shows the mixed state). The bulk-action form (#bulk-form) shows the token
+ * type / limit controls ([data-bulk-limit]) only for the "Set a limit" action; without
+ * JavaScript they are always shown. <html> gets the "js" class for CSS.
  */
 (function () {
   "use strict";
@@ -148,10 +153,72 @@
     });
   }
 
+  function initSelectAll() {
+    var masters = document.querySelectorAll("input[type='checkbox'][data-select-all]");
+    Array.prototype.forEach.call(masters, function (master) {
+      var name = master.getAttribute("data-select-all");
+      var selector = "input[type='checkbox'][name='" +
+        (window.CSS && CSS.escape ? CSS.escape(name) : name) + "']";
+
+      function boxes() {
+        return Array.prototype.filter.call(
+          document.querySelectorAll(selector),
+          function (box) { return box !== master && !box.disabled; }
+        );
+      }
+
+      function sync() {
+        var all = boxes();
+        var checked = all.filter(function (box) { return box.checked; }).length;
+        master.checked = all.length > 0 && checked === all.length;
+        master.indeterminate = checked > 0 && checked < all.length;
+      }
+
+      master.addEventListener("change", function () {
+        var on = master.checked;
+        boxes().forEach(function (box) {
+          box.checked = on;
+        });
+        master.indeterminate = false;
+      });
+      document.addEventListener("change", function (event) {
+        var target = event.target;
+        if (target !== master && target.type === "checkbox" && target.name === name) {
+          sync();
+        }
+      });
+      // The back/forward cache and form restoration bring back row checks.
+      window.addEventListener("pageshow", sync);
+      sync();
+    });
+  }
+
+  function initBulkForm() {
+    var form = document.getElementById("bulk-form");
+    if (!form) {
+      return;
+    }
+    var action = form.querySelector("select[name='action']");
+    var limitControls = form.querySelector("[data-bulk-limit]");
+    if (!action || !limitControls) {
+      return;
+    }
+    function sync() {
+      limitControls.hidden = action.value !== "set_limit";
+    }
+    action.addEventListener("change", sync);
+    window.addEventListener("pageshow", sync);
+    sync();
+  }
+
   function init() {
     initDrawer();
     initAlerts();
+    initSelectAll();
+    initBulkForm();
   }
+
+  document.documentElement.classList.add("js");
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", init);

@@ -101,9 +101,12 @@ def apply_limits(
     audit_event: AuditEvent,
     actor: User | None,
     note: str = "",
+    token_request=None,
+    distribution_run=None,
 ) -> list[AllocationChange]:
     """Write new limits and their AllocationChange rows (linked to the action's one
-    audit event). The caller holds the locks and has checked the pool."""
+    audit event, and to the token request or distribution run that caused them).
+    The caller holds the locks and has checked the pool."""
     changes = []
     now = timezone.now()
     for token_type, limit in new_limits.items():
@@ -124,6 +127,8 @@ def apply_limits(
                 actor=actor,
                 note=note[:500],
                 audit_event=audit_event,
+                token_request=token_request,
+                distribution_run=distribution_run,
                 time=now,
             )
         )

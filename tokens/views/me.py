@@ -1,7 +1,6 @@
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.views.generic import TemplateView
 
-from accounts.access import PanelAccessMixin
 from accounts.services import user_has_mfa
 from asksage_admin.lib.periods import period_of
 from tokens import selectors
@@ -40,17 +39,4 @@ class MeView(LoginRequiredMixin, TemplateView):
             for balance in selectors.user_balances(user, period)
         ]
         context["usage_by_model"] = selectors.user_usage_by_model(user, period)
-        return context
-
-
-class PlaceholderPanelView(PanelAccessMixin, TemplateView):
-    """A panel page whose issue is not done yet: an honest empty state."""
-
-    template_name = "panel/placeholder.html"
-    title = ""
-    detail = ""
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        context.update(title=self.title, detail=self.detail)
         return context
