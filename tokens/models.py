@@ -582,7 +582,9 @@ class TokenRequest(models.Model):
         Organization, on_delete=models.PROTECT, related_name="+"
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="token_requests"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="token_requests",
     )
     token_type = models.CharField(max_length=10, choices=TokenType.choices)
     amount = models.BigIntegerField()

@@ -420,7 +420,7 @@ def test_detail_page_shows_profile_balances_and_history(admin_client, team):
     assert len(response.context["changes"]) == 1
 
 
-# --- bulk ---------------------------------------------------------------------------------
+# --- bulk ------------------------------------------------------------------------
 
 
 def bulk(client, **data):
@@ -532,7 +532,7 @@ def test_bulk_bad_input_shows_message(admin_client, team, data, message):
     )
 
 
-# --- export ---------------------------------------------------------------------------------
+# --- export ----------------------------------------------------------------------
 
 
 def test_export_streams_filtered_csv_and_is_audited(admin_client, team, other_org):
