@@ -205,6 +205,7 @@ class AuditEvent(models.Model):
             _("Auto-approval rule changed"),
         )
         ORG_SETTINGS_CHANGED = "organization.settings_changed", _("Settings changed")
+        ACTIVITY_PRUNED = "retention.pruned", _("Old activity pruned")
         SERVICE_KEY_CREATED = "service_key.created", _("Service key created")
         SERVICE_KEY_REVOKED = "service_key.revoked", _("Service key revoked")
 
