@@ -55,7 +55,8 @@ def test_prune_dry_run_counts_and_changes_nothing(history, capsys):
     out = capsys.readouterr().out
     assert "Would remove 1 usage events" in out
     assert UsageEvent.objects.count() == before
-    assert not AuditEvent.objects.filter(action=AuditEvent.Action.ACTIVITY_PRUNED).exists()
+    pruned = AuditEvent.objects.filter(action=AuditEvent.Action.ACTIVITY_PRUNED)
+    assert not pruned.exists()
 
 
 def test_prune_removes_old_months_keeps_ledger_exact_and_is_audited(history, capsys):
