@@ -305,3 +305,27 @@ def data_export_record(
         organization=organization,
         after={"export": what, "filters": filters},
     )
+
+
+def organization_set_prompt_excerpts(
+    *, actor: User, organization: Organization, enabled: bool
+) -> Organization:
+    """Whether the gateway's prompt and response excerpts (first 2,000 characters)
+    are stored for this organization's usage. Off by default."""
+    if not (actor.is_superuser or actor.organization_id == organization.pk):
+        raise PermissionDenied(_("You cannot manage this organization."))
+    with transaction.atomic():
+        locked = Organization.objects.select_for_update().get(pk=organization.pk)
+        if locked.store_prompt_excerpts == enabled:
+            return locked
+        locked.store_prompt_excerpts = enabled
+        locked.save(update_fields=["store_prompt_excerpts"])
+        audit.record(
+            action=Action.ORG_SETTINGS_CHANGED,
+            actor=actor,
+            organization=locked,
+            target=locked,
+            before={"store_prompt_excerpts": not enabled},
+            after={"store_prompt_excerpts": enabled},
+        )
+    return locked

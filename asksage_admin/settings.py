@@ -90,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "asksage_admin.context_processors.site",
+                "tokens.context_processors.panel",
             ],
         },
     },

@@ -4,7 +4,7 @@ Management pages of the admin panel."""
 from django.urls import path, re_path
 
 from tokens import api
-from tokens.views import enterprise, me, placeholder, users
+from tokens.views import distribution, enterprise, me, requests, users
 
 app_name = "tokens"
 
@@ -57,24 +57,77 @@ urlpatterns = [
     path("panel/users/<int:pk>/ban/", users.user_ban, name="user_ban"),
     path("panel/users/<int:pk>/unban/", users.user_unban, name="user_unban"),
     path("panel/users/<int:pk>/verify/", users.user_verify, name="user_verify"),
-    # Pages whose issue is not built yet
+    # Management → Token Distribution (SPEC §6)
     path(
         "panel/distribution/",
-        placeholder.PlaceholderPanelView.as_view(
-            nav_active="distribution",
-            title="Token Distribution",
-            detail="Allocation presets, floors and ceilings, auto-increase and "
-            "reclamation.",
-        ),
+        distribution.DistributionView.as_view(),
         name="distribution",
     ),
     path(
-        "panel/requests/",
-        placeholder.PlaceholderPanelView.as_view(
-            nav_active="requests",
-            title="Token Requests",
-            detail="Users' requests for more tokens, to approve or deny.",
-        ),
-        name="request_list",
+        "panel/distribution/preset/",
+        distribution.PresetApplyView.as_view(),
+        name="distribution_preset_apply",
+    ),
+    path(
+        "panel/distribution/limits/",
+        distribution.LimitsUpdateView.as_view(),
+        name="distribution_limits_update",
+    ),
+    path(
+        "panel/distribution/auto-increase/",
+        distribution.AutoIncreaseUpdateView.as_view(),
+        name="distribution_auto_increase_update",
+    ),
+    path(
+        "panel/distribution/reclamation/",
+        distribution.ReclamationUpdateView.as_view(),
+        name="distribution_reclamation_update",
+    ),
+    path(
+        "panel/distribution/schedule/",
+        distribution.ScheduleUpdateView.as_view(),
+        name="distribution_schedule_update",
+    ),
+    path(
+        "panel/distribution/preview/",
+        distribution.DistributionPreviewView.as_view(),
+        name="distribution_preview",
+    ),
+    path(
+        "panel/distribution/run/",
+        distribution.DistributionRunView.as_view(),
+        name="distribution_run",
+    ),
+    path(
+        "panel/distribution/overrides/",
+        distribution.OverrideSetView.as_view(),
+        name="distribution_override_set",
+    ),
+    path(
+        "panel/distribution/overrides/<int:user_id>/remove/",
+        distribution.OverrideRemoveView.as_view(),
+        name="distribution_override_remove",
+    ),
+    # Management → Token Requests (SPEC §7)
+    path("panel/requests/", requests.RequestListView.as_view(), name="request_list"),
+    path(
+        "panel/requests/<int:pk>/approve/",
+        requests.RequestApproveView.as_view(),
+        name="request_approve",
+    ),
+    path(
+        "panel/requests/<int:pk>/deny/",
+        requests.RequestDenyView.as_view(),
+        name="request_deny",
+    ),
+    path(
+        "panel/requests/auto-approval/",
+        requests.AutoApprovalUpdateView.as_view(),
+        name="request_auto_approval",
+    ),
+    path(
+        "me/requests/",
+        requests.TokenRequestSubmitView.as_view(),
+        name="request_submit",
     ),
 ]

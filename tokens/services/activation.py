@@ -32,6 +32,7 @@ from tokens.services.allocations import (
     type_label,
     unallocated,
 )
+from tokens.services.distribution import policy_ensure
 
 Action = AuditEvent.Action
 Source = AllocationChange.Source
@@ -345,6 +346,7 @@ def enterprise_request_activate(
             status=Organization.Status.ACTIVE,
             activated_at=now,
         )
+        policy_ensure(organization=organization)
         purchase_record(
             actor=actor,
             organization=organization,

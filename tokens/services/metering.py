@@ -47,6 +47,7 @@ from tokens.models import (
     UsageCounter,
     UsageEvent,
 )
+from tokens.services.distribution import auto_increase_for_batch
 
 TYPES = {TokenType.INFERENCE.value, TokenType.EMBEDDING.value}
 MAX_BATCH = 1000
@@ -745,6 +746,17 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
             settling[ev.hold_id] = hold
     released = _close_holds(list(settling.values()), Hold.Status.SETTLED, now)
     _add_usage(recorded, released)
+    if recorded:
+        # Auto-increase (SPEC §6.4) in the same transaction, on the counters just
+        # updated: one query when nothing fires.
+        auto_increase_for_batch(
+            sorted(
+                {
+                    (ev.user.pk, ev.token_type, period_of(ev.occurred_at))
+                    for ev in recorded
+                }
+            )
+        )
 
     for ev in parsed:
         if ev.error is None:

@@ -1,16 +1,20 @@
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import ValidationError
 from django.views.generic import TemplateView
 
 from accounts.services import user_has_mfa
 from asksage_admin.lib.periods import period_of
 from tokens import selectors
+from tokens.forms import TokenRequestForm
 from tokens.models import TokenType
+from tokens.services.requests import check_requester
 
 
 class MeView(LoginRequiredMixin, TemplateView):
     """A member's own page: profile, this month's balance per token type (limit,
-    used, held, remaining, overage) and this month's usage by model. A user outside
-    an organization sees the profile and a note instead of balances."""
+    used, held, remaining, overage), the Request tokens form with the history of
+    their requests, and this month's usage by model. A user outside an organization
+    sees the profile and a note instead of balances."""
 
     template_name = "tokens/me.html"
 
@@ -39,4 +43,16 @@ class MeView(LoginRequiredMixin, TemplateView):
             for balance in selectors.user_balances(user, period)
         ]
         context["usage_by_model"] = selectors.user_usage_by_model(user, period)
+        context["request_form"] = kwargs.get("request_form") or TokenRequestForm()
+        context["request_blocked"] = request_blocked_reason(user)
+        context["token_requests"] = selectors.user_token_requests(user)[:50]
         return context
+
+
+def request_blocked_reason(user) -> str:
+    """Why this member cannot request tokens now ("" when they can)."""
+    try:
+        check_requester(user)
+    except ValidationError as refusal:
+        return refusal.messages[0]
+    return ""

@@ -1,0 +1,431 @@
+"""Every read of Analytics → Token Statistics (SPEC §8), scoped to one organization.
+
+The page reads only rollups and small tables: ``DailyUsage`` (grouped in the database),
+``Purchase``, ``Allocation``, ``UsageCounter`` (through ``tokens.selectors``) and
+``TokenRequest``. Each function is one query (``org_summary`` three) whatever the number
+of days, months, users or events, so the page's query count is constant. Only the raw
+events export reads ``UsageEvent``, lazily, for streaming.
+
+Usage keeps the organization it was recorded under (a member who left still counts
+here), so every usage query filters ``DailyUsage.organization``, never the user's
+current organization.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, TruncMonth
+
+from accounts.models import Organization, User
+from asksage_admin.lib.periods import last_day, next_period, period_of
+from tokens import selectors as token_selectors
+from tokens.models import Allocation, DailyUsage, Purchase, TokenRequest, TokenType
+
+TYPES: tuple[str, ...] = (TokenType.INFERENCE.value, TokenType.EMBEDDING.value)
+# "At most 2 years": 731 days covers any two consecutive years, leap day included.
+MAX_RANGE_DAYS = 731
+TREND_MONTHS = 12
+TOP_USERS = 10
+_POOL_FIELD = {
+    TokenType.INFERENCE.value: "inference_tokens",
+    TokenType.EMBEDDING.value: "embedding_tokens",
+}
+
+
+def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """The periods (first days of months) from ``first``'s month to ``last``'s."""
+    months, month = [], period_of(first)
+    while month <= last:
+        months.append(month)
+        month = next_period(month)
+    return months
+
+
+def _months_back(month: dt.date, count: int) -> dt.date:
+    index = month.year * 12 + month.month - 1 - count
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class StatsPeriod:
+    """Whole UTC days ``start`` to ``end`` (both included) and the token types shown."""
+
+    start: dt.date
+    end: dt.date
+    token_types: tuple[str, ...] = TYPES
+
+    @property
+    def token_type(self) -> str:
+        """``all`` or the one type shown (the query-string value)."""
+        return "all" if len(self.token_types) > 1 else self.token_types[0]
+
+    @property
+    def months(self) -> list[dt.date]:
+        """The months the range touches: their pools make up "purchased"."""
+        return months_between(self.start, self.end)
+
+    @property
+    def trend_months(self) -> list[dt.date]:
+        """The 12 months ending with the range's last month, reaching further back
+        when the range itself is longer (so every month of it has a row)."""
+        last = period_of(self.end)
+        first = min(period_of(self.start), _months_back(last, TREND_MONTHS - 1))
+        return months_between(first, last)
+
+    @property
+    def days(self) -> list[dt.date]:
+        count = (self.end - self.start).days + 1
+        return [self.start + dt.timedelta(days=n) for n in range(count)]
+
+    @property
+    def is_whole_month(self) -> bool:
+        return self.start.day == 1 and self.end == last_day(self.start)
+
+    def as_filters(self) -> dict[str, str]:
+        """The choice as plain values, for the audit trail and file names."""
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "token_type": self.token_type,
+        }
+
+
+def _daily(org: Organization, period: StatsPeriod, *, months=None) -> QuerySet:
+    """The org's rollup rows in the range (or in ``months``) for the types shown."""
+    if months:
+        first, last = months[0], last_day(months[-1])
+    else:
+        first, last = period.start, period.end
+    return DailyUsage.objects.filter(
+        organization=org,
+        day__gte=first,
+        day__lte=last,
+        token_type__in=period.token_types,
+    ).order_by()
+
+
+def _by_type(rows, value: str = "tokens") -> dict[str, int]:
+    totals = {t: 0 for t in TYPES}
+    for row in rows:
+        totals[row["token_type"]] += row[value] or 0
+    return totals
+
+
+def _share(part: int, whole: int) -> Decimal:
+    """``part`` as a percentage of ``whole``, one decimal (0 when nothing was used)."""
+    if not whole:
+        return Decimal("0.0")
+    return (Decimal(part) * 100 / Decimal(whole)).quantize(
+        Decimal("0.1"), rounding=ROUND_HALF_UP
+    )
+
+
+# --- KPI cards ----------------------------------------------------------------------
+
+
+def purchased(org: Organization, months: list[dt.date]) -> dict[str, int]:
+    """The sum of the org's monthly pools over ``months``, per type, in one query:
+    the same rule as ``tokens.selectors.purchases_active_in`` applied month by month
+    to the few purchases that overlap the months."""
+    first, last = months[0], last_day(months[-1])
+    rows = (
+        Purchase.objects.filter(organization=org, starts_on__lte=last)
+        .filter(Q(expires_on__isnull=True) | Q(expires_on__gte=first))
+        .values("starts_on", "expires_on", *_POOL_FIELD.values())
+    )
+    totals = {t: 0 for t in TYPES}
+    for row in rows:
+        for month in months:
+            active = row["starts_on"] <= last_day(month) and (
+                row["expires_on"] is None or row["expires_on"] >= month
+            )
+            if active:
+                for token_type, column in _POOL_FIELD.items():
+                    totals[token_type] += row[column]
+    return totals
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One KPI: a value per token type and the total of the types shown (given
+    when it is not the sum, e.g. people active in both types count once)."""
+
+    by_type: dict[str, int]
+    token_types: tuple[str, ...]
+    overall: int | None = None
+
+    @property
+    def total(self) -> int:
+        if self.overall is not None:
+            return self.overall
+        return sum(self.by_type[t] for t in self.token_types)
+
+    @property
+    def parts(self) -> list[tuple[str, int]]:
+        return [(TokenType(t).label, self.by_type[t]) for t in self.token_types]
+
+
+@dataclass(frozen=True)
+class Kpis:
+    purchased: Figure
+    allocated: Figure
+    used: Figure
+    unallocated: Figure
+    active_users: Figure
+    pending_requests: Figure
+
+
+def kpis(org: Organization, period: StatsPeriod) -> Kpis:
+    """Purchased (the pools of the range's months), allocated and unallocated (now),
+    used and active users (in the range), requests pending (now); per type too."""
+    types = period.token_types
+    summary = token_selectors.org_summary(org)
+    daily = _daily(org, period)
+    used = _by_type(daily.values("token_type").annotate(tokens=Sum("tokens")))
+    active = _by_type(
+        daily.values("token_type").annotate(users=Count("user_id", distinct=True)),
+        "users",
+    )
+    pending = _by_type(
+        TokenRequest.objects.filter(
+            organization=org,
+            status=TokenRequest.Status.PENDING,
+            token_type__in=types,
+        )
+        .values("token_type")
+        .annotate(requests=Count("id"))
+        .order_by(),
+        "requests",
+    )
+    return Kpis(
+        purchased=Figure(purchased(org, period.months), types),
+        allocated=Figure({t: summary[t].allocated for t in TYPES}, types),
+        used=Figure(used, types),
+        unallocated=Figure({t: summary[t].unallocated for t in TYPES}, types),
+        active_users=Figure(
+            active, types, overall=daily.values("user_id").distinct().count()
+        ),
+        pending_requests=Figure(pending, types),
+    )
+
+
+# --- charts and tables --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayRow:
+    day: dt.date
+    by_type: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_type.values())
+
+
+def daily_usage(org: Organization, period: StatsPeriod) -> list[DayRow]:
+    """One row per day of the range (zeros included), tokens per type shown."""
+    cells = {
+        (row["day"], row["token_type"]): row["tokens"]
+        for row in _daily(org, period)
+        .values("day", "token_type")
+        .annotate(tokens=Sum("tokens"))
+    }
+    return [
+        DayRow(day, {t: cells.get((day, t), 0) for t in period.token_types})
+        for day in period.days
+    ]
+
+
+@dataclass(frozen=True)
+class MonthRow:
+    month: dt.date
+    inference: int
+    embedding: int
+    events: int
+
+    @property
+    def total(self) -> int:
+        return self.inference + self.embedding
+
+    def tokens(self, token_type: str) -> int:
+        return getattr(self, token_type)
+
+
+def monthly_usage(org: Organization, period: StatsPeriod) -> list[MonthRow]:
+    """Tokens per type and events per month over ``period.trend_months``, oldest
+    first, zeros included."""
+    months = period.trend_months
+    cells: dict[dt.date, dict[str, int]] = {}
+    for row in (
+        _daily(org, period, months=months)
+        .annotate(month=TruncMonth("day"))
+        .values("month", "token_type")
+        .annotate(tokens=Sum("tokens"), events=Sum("events"))
+    ):
+        month = row["month"]
+        if isinstance(month, dt.datetime):  # some backends return a datetime
+            month = month.date()
+        cell = cells.setdefault(month, {"events": 0})
+        cell[row["token_type"]] = row["tokens"] or 0
+        cell["events"] += row["events"] or 0
+    return [
+        MonthRow(
+            month=month,
+            inference=cells.get(month, {}).get(TokenType.INFERENCE, 0),
+            embedding=cells.get(month, {}).get(TokenType.EMBEDDING, 0),
+            events=cells.get(month, {}).get("events", 0),
+        )
+        for month in months
+    ]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    key: str
+    name: str
+    inference: int
+    embedding: int
+    events: int
+    share: Decimal
+
+    @property
+    def tokens(self) -> int:
+        return self.inference + self.embedding
+
+
+def usage_by_model(org: Organization, period: StatsPeriod) -> list[ModelRow]:
+    """Tokens per type, share of the range's total and events for every model used
+    in the range, biggest first."""
+    models: dict[int, dict] = {}
+    for row in (
+        _daily(org, period)
+        .values("model_id", "model__key", "model__name", "token_type")
+        .annotate(tokens=Sum("tokens"), events=Sum("events"))
+    ):
+        model = models.setdefault(
+            row["model_id"],
+            {
+                "key": row["model__key"],
+                "name": row["model__name"],
+                "events": 0,
+                **{t: 0 for t in TYPES},
+            },
+        )
+        model[row["token_type"]] += row["tokens"] or 0
+        model["events"] += row["events"] or 0
+    total = sum(m[t] for m in models.values() for t in TYPES)
+    rows = [
+        ModelRow(
+            key=m["key"],
+            name=m["name"],
+            inference=m[TokenType.INFERENCE],
+            embedding=m[TokenType.EMBEDDING],
+            events=m["events"],
+            share=_share(m[TokenType.INFERENCE] + m[TokenType.EMBEDDING], total),
+        )
+        for m in models.values()
+    ]
+    rows.sort(key=lambda r: (-r.tokens, r.name, r.key))
+    return rows
+
+
+@dataclass(frozen=True)
+class TopUser:
+    user_id: int
+    email: str
+    name: str
+    tokens: int
+    events: int
+    share: Decimal
+    last_active: dt.date
+    is_member: bool
+
+
+def top_users(
+    org: Organization, period: StatsPeriod, *, total: int, limit: int = TOP_USERS
+) -> list[TopUser]:
+    """The ``limit`` biggest users in the range (``total`` = the range's usage, for
+    the share). ``last_active`` is their last day with usage in the range;
+    ``is_member`` is false for someone who has since left the organization."""
+    rows = (
+        _daily(org, period)
+        .values(
+            "user_id",
+            "user__email",
+            "user__first_name",
+            "user__last_name",
+            "user__organization_id",
+        )
+        .annotate(tokens=Sum("tokens"), events=Sum("events"), last_day=Max("day"))
+        .order_by("-tokens", "user__email")[:limit]
+    )
+    return [
+        TopUser(
+            user_id=row["user_id"],
+            email=row["user__email"],
+            name=f"{row['user__first_name']} {row['user__last_name']}".strip(),
+            tokens=row["tokens"],
+            events=row["events"],
+            share=_share(row["tokens"], total),
+            last_active=row["last_day"],
+            is_member=row["user__organization_id"] == org.pk,
+        )
+        for row in rows
+    ]
+
+
+# --- exports ------------------------------------------------------------------------
+
+
+def _usage_of(org: Organization, period: StatsPeriod, token_type: str):
+    if token_type not in period.token_types:
+        return Value(0)
+    return Coalesce(
+        Subquery(
+            _daily(org, period)
+            .filter(user_id=OuterRef("pk"), token_type=token_type)
+            .values("user_id")
+            .annotate(total=Sum("tokens"))
+            .values("total")[:1]
+        ),
+        0,
+    )
+
+
+def _limit_of(org: Organization, token_type: str):
+    return Coalesce(
+        Subquery(
+            Allocation.objects.filter(
+                organization=org, user_id=OuterRef("pk"), token_type=token_type
+            ).values("limit")[:1]
+        ),
+        0,
+    )
+
+
+def user_usage_for_export(org: Organization, period: StatsPeriod) -> QuerySet:
+    """Every current member, and every former member with usage here in the range,
+    with tokens per type in the range and current limits; one query, by email.
+    Annotations: inference, embedding, max_inference, max_embedding."""
+    used_here = _daily(org, period).values("user_id")
+    return (
+        User.objects.filter(Q(organization=org) | Q(pk__in=used_here))
+        .annotate(
+            inference=_usage_of(org, period, TokenType.INFERENCE),
+            embedding=_usage_of(org, period, TokenType.EMBEDDING),
+            max_inference=_limit_of(org, TokenType.INFERENCE),
+            max_embedding=_limit_of(org, TokenType.EMBEDDING),
+        )
+        .order_by("email")
+    )
+
+
+def usage_events_for_export(org: Organization, period: StatsPeriod) -> QuerySet:
+    """The raw events of the range for the types shown, oldest first, as tuples in
+    ``tokens.selectors.EXPORT_COLUMNS`` order. Lazy: stream it with ``.iterator()``."""
+    events = token_selectors.usage_events_for_export(org, period.start, period.end)
+    if len(period.token_types) < len(TYPES):
+        events = events.filter(token_type__in=period.token_types)
+    return events

@@ -1,0 +1,123 @@
+import django_tables2 as tables
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import AuditEvent
+from tokens.models import UsageEvent
+
+NUM = {"th": {"class": "num"}, "td": {"class": "num"}}
+
+
+def _user_link(user_id, label, org_query: str):
+    if not user_id:
+        return label or "—"
+    url = reverse("tokens:user_detail", kwargs={"pk": user_id}) + org_query
+    return format_html('<a href="{}">{}</a>', url, label)
+
+
+class ActivityTable(tables.Table):
+    """Rows are one keyset page, newest first: no sorting or offset paging here."""
+
+    def __init__(self, *args, org_query: str = "", **kwargs):
+        self.org_query = org_query
+        super().__init__(*args, orderable=False, **kwargs)
+
+
+class UsageEventTable(ActivityTable):
+    occurred_at = tables.DateTimeColumn(
+        verbose_name=_("Time (UTC)"), format="Y-m-d H:i:s"
+    )
+    user = tables.Column(verbose_name=_("User"), accessor="user__email")
+    model = tables.Column(verbose_name=_("Model"), accessor="model__name")
+    token_type = tables.Column(verbose_name=_("Type"))
+    prompt_tokens = tables.Column(verbose_name=_("Prompt"), attrs=NUM)
+    completion_tokens = tables.Column(verbose_name=_("Completion"), attrs=NUM)
+    tokens = tables.Column(verbose_name=_("Charged"), attrs=NUM)
+    application = tables.Column(verbose_name=_("Application"), default="—")
+    details = tables.Column(verbose_name=_("Details"), empty_values=(), accessor="pk")
+
+    class Meta:
+        model = UsageEvent
+        fields = []
+        empty_text = _("No usage matches these filters.")
+        attrs = {"class": "table table-activity"}
+
+    def render_user(self, record):
+        return _user_link(record.user_id, record.user.email, self.org_query)
+
+    def render_token_type(self, record):
+        return record.get_token_type_display()
+
+    def render_prompt_tokens(self, value):
+        return intcomma(value)
+
+    def render_completion_tokens(self, value):
+        return intcomma(value)
+
+    def render_tokens(self, value):
+        return intcomma(value)
+
+    def render_details(self, record):
+        return render_to_string("analytics/includes/usage_details.html", {"e": record})
+
+
+class AuditEventTable(ActivityTable):
+    time = tables.DateTimeColumn(verbose_name=_("Time (UTC)"), format="Y-m-d H:i:s")
+    actor_email = tables.Column(verbose_name=_("Actor"), default=_("system"))
+    action = tables.Column(verbose_name=_("Action"))
+    target_repr = tables.Column(verbose_name=_("Target"), default="—")
+    change = tables.Column(
+        verbose_name=_("Before → after"), empty_values=(), accessor="pk"
+    )
+    ip = tables.Column(verbose_name=_("IP address"), default="—")
+    request_id = tables.Column(verbose_name=_("Request id"), default="—")
+
+    class Meta:
+        model = AuditEvent
+        fields = []
+        empty_text = _("No audit events match these filters.")
+        attrs = {"class": "table table-activity"}
+
+    def render_actor_email(self, record):
+        return _user_link(record.actor_id, record.actor_email, self.org_query)
+
+    def render_action(self, record):
+        return record.get_action_display()
+
+    def render_target_repr(self, record):
+        if record.target_type == "accounts.user" and record.target_id.isdigit():
+            return _user_link(int(record.target_id), record.target_repr, self.org_query)
+        return record.target_repr or "—"
+
+    def render_request_id(self, value):
+        return format_html('<code class="small">{}</code>', value[:12])
+
+    def render_change(self, record):
+        return render_to_string(
+            "analytics/includes/audit_details.html",
+            {"e": record, "diff": audit_diff(record.before, record.after)},
+        )
+
+
+def audit_diff(before: dict | None, after: dict | None) -> list[tuple[str, str, str]]:
+    """The changed fields as (field, before, after), readable."""
+    before, after = before or {}, after or {}
+
+    def show(value) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, bool):
+            return _("yes") if value else _("no")
+        if isinstance(value, int):
+            return intcomma(value)
+        return str(value)
+
+    keys = list(dict.fromkeys([*before, *after]))
+    return [
+        (key.replace("_", " "), show(before.get(key)), show(after.get(key)))
+        for key in keys
+        if before.get(key) != after.get(key)
+    ]

@@ -1,3 +1,0 @@
-from tokens.views.placeholder import PlaceholderPanelView
-
-__all__ = ["PlaceholderPanelView"]

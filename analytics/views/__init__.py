@@ -1,0 +1,1 @@
+"""Pages of the analytics app, one module per page (URL map: analytics/urls.py)."""
