@@ -51,6 +51,7 @@ def team(org, admin_user):
         ),
     }
     give(people["ava"], 1_000_000)
+    give(people["ava"], 200_000, "embedding")
     give(people["bob"], 1_000)
     give(people["cy"], 500_000)
     give(admin_user, 300_000)
@@ -226,7 +227,7 @@ def test_filters(admin_client, team, params, expected):
         ("email_verified_at", "cy@acme.example"),
         ("-max_inference", "ava@acme.example"),
         ("max_inference", "bob@acme.example"),
-        ("max_embedding", "admin@acme.example"),
+        ("-max_embedding", "ava@acme.example"),
         ("-monthly_inference", None),
         ("prev_month_inference", None),
         ("-total_usage", None),
@@ -417,7 +418,7 @@ def test_detail_page_shows_profile_balances_and_history(admin_client, team):
     assert "ava@acme.example" in body
     assert "1,000,000" in body
     assert "Allocation history" in body
-    assert len(response.context["changes"]) == 1
+    assert len(response.context["changes"]) == 2
 
 
 # --- bulk ------------------------------------------------------------------------

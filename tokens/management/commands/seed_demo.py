@@ -19,15 +19,29 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from accounts.models import Organization, ServiceKey, User
 from accounts.services import service_key_create
 from asksage_admin.lib.periods import last_day, period_of, previous_period
 from tokens import selectors
-from tokens.models import AIModel, AllocationChange, TokenType
+from tokens.models import (
+    AIModel,
+    AllocationChange,
+    AutoApprovalRule,
+    TokenRequest,
+    TokenType,
+)
 from tokens.services import allocation_set_limit, purchase_record
+from tokens.services.distribution import policy_ensure
 from tokens.services.metering import MAX_BATCH, usage_record
+from tokens.services.requests import (
+    auto_approval_rule_update,
+    token_request_approve,
+    token_request_deny,
+    token_request_submit,
+)
 
 DEMO_ORG = "Northwind Federal Agency"
 DEMO_DOMAIN = "northwind.example"
@@ -224,6 +238,7 @@ class Command(BaseCommand):
         usage = self._seed_usage(
             [admin, *members], limits, models, periods, events_per_user, now
         )
+        requests = self._seed_workflow(org, admin, members)
 
         self.stdout.write(self.style.SUCCESS(f"Demo organization: {DEMO_ORG}"))
         self.stdout.write(f"  {len(members)} members, 1 admin.")
@@ -235,9 +250,99 @@ class Command(BaseCommand):
             f"  Usage over {months} month(s): {usage['recorded']:,} events recorded, "
             f"{usage['duplicates']:,} already present, {usage['rejected']:,} rejected."
         )
+        self.stdout.write(
+            f"  Standard distribution policy; {requests} token request(s) added."
+        )
         self.stdout.write("Sign in at http://127.0.0.1:8000/accounts/login/ as:")
         self.stdout.write(f"  admin:  {admin.email} / {DEMO_PASSWORD}")
         self.stdout.write(f"  member: {members[0].email} / {DEMO_PASSWORD}")
+
+    # --- policy and token requests -------------------------------------------------
+
+    # (member index, type, amount, reason, decision, approved amount, note)
+    REQUESTS = (
+        (
+            1,
+            "inference",
+            500_000,
+            "Quarterly report drafting with long documents.",
+            None,
+            None,
+            "",
+        ),
+        (
+            2,
+            "embedding",
+            400_000,
+            "Indexing the new policy library for search.",
+            None,
+            None,
+            "",
+        ),
+        (
+            3,
+            "inference",
+            300_000,
+            "Pilot of the contract-review assistant.",
+            "approve",
+            200_000,
+            "Approved 200K for the pilot; ask again if needed.",
+        ),
+        (
+            4,
+            "inference",
+            2_000_000,
+            "Personal experiments.",
+            "deny",
+            None,
+            "Please use the sandbox account for experiments.",
+        ),
+    )
+
+    def _seed_workflow(self, org, admin, members) -> int:
+        """The Standard policy, a few token requests in every state (through the
+        services, so they are audited), then an auto-approval rule. Emails that
+        these send are kept off the console."""
+        policy_ensure(organization=org)
+        added = 0
+        with override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"
+        ):
+            for (
+                index,
+                token_type,
+                amount,
+                reason,
+                decision,
+                approved,
+                note,
+            ) in self.REQUESTS:
+                if index >= len(members):
+                    continue
+                user = members[index]
+                if TokenRequest.objects.filter(
+                    user=user, token_type=token_type
+                ).exists():
+                    continue
+                request = token_request_submit(
+                    user=user, token_type=token_type, amount=amount, reason=reason
+                )
+                added += 1
+                if decision == "approve":
+                    token_request_approve(
+                        actor=admin, request=request, amount=approved, note=note
+                    )
+                elif decision == "deny":
+                    token_request_deny(actor=admin, request=request, note=note)
+            if not AutoApprovalRule.objects.filter(organization=org).exists():
+                auto_approval_rule_update(
+                    actor=admin,
+                    organization=org,
+                    enabled=True,
+                    max_amount=100_000,
+                    max_consumption_percent=50,
+                )
+        return added
 
     # --- people -------------------------------------------------------------------
 
