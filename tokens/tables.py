@@ -42,7 +42,7 @@ class YesNoColumn(tables.Column):
 def _nulls_low(queryset, field: str, descending: bool):
     column = F(field)
     order = column.desc(nulls_last=True) if descending else column.asc(nulls_first=True)
-    return queryset.order_by(order, "pk")
+    return queryset.order_by(order, "email")
 
 
 class UserTable(tables.Table):
@@ -62,23 +62,42 @@ class UserTable(tables.Table):
     )
     id = tables.Column(verbose_name=_("ID"), attrs=NUM)
     name = tables.Column(
-        verbose_name=_("Name"), order_by=("first_name", "last_name"), empty_values=()
+        verbose_name=_("Name"),
+        order_by=("first_name", "last_name", "email"),
+        empty_values=(),
     )
     email = tables.Column(verbose_name=_("Email"), linkify=False)
-    has_mfa = YesNoColumn(verbose_name=_("MFA"))
-    role = tables.Column(verbose_name=_("Type"))
-    is_paid = YesNoColumn(verbose_name=_("Paid"), no_class="badge-warning")
+    # Ties sort by email, so the order (and so every page) is stable.
+    has_mfa = YesNoColumn(verbose_name=_("MFA"), order_by=("has_mfa", "email"))
+    role = tables.Column(verbose_name=_("Type"), order_by=("role", "email"))
+    is_paid = YesNoColumn(
+        verbose_name=_("Paid"), no_class="badge-warning", order_by=("is_paid", "email")
+    )
     is_banned = YesNoColumn(
-        verbose_name=_("Banned"), yes_class="badge-danger", no_class="badge-muted"
+        verbose_name=_("Banned"),
+        yes_class="badge-danger",
+        no_class="badge-muted",
+        order_by=("is_banned", "email"),
     )
     email_verified_at = YesNoColumn(
         verbose_name=_("Verified"), no_class="badge-warning"
     )
-    max_inference = NumberColumn(verbose_name=_("Max Inference Tokens"))
-    max_embedding = NumberColumn(verbose_name=_("Max Embedding Tokens"))
-    monthly_inference = NumberColumn(verbose_name=_("Monthly Inference"))
-    prev_month_inference = NumberColumn(verbose_name=_("Prev Month Inference"))
-    total_usage = NumberColumn(verbose_name=_("Total Usage"))
+    max_inference = NumberColumn(
+        verbose_name=_("Max Inference Tokens"), order_by=("max_inference", "email")
+    )
+    max_embedding = NumberColumn(
+        verbose_name=_("Max Embedding Tokens"), order_by=("max_embedding", "email")
+    )
+    monthly_inference = NumberColumn(
+        verbose_name=_("Monthly Inference"), order_by=("monthly_inference", "email")
+    )
+    prev_month_inference = NumberColumn(
+        verbose_name=_("Prev Month Inference"),
+        order_by=("prev_month_inference", "email"),
+    )
+    total_usage = NumberColumn(
+        verbose_name=_("Total Usage"), order_by=("total_usage", "email")
+    )
     last_active_at = tables.DateTimeColumn(
         verbose_name=_("Last active"), format="Y-m-d H:i", default="—"
     )
