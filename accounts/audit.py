@@ -22,7 +22,7 @@ def _scrub(data: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def record(
+def build(
     *,
     action: str,
     actor: User | None = None,
@@ -33,7 +33,7 @@ def record(
     message: str = "",
     actor_email: str = "",
 ) -> AuditEvent:
-    """Write one audit event; IP and request id come from the current request."""
+    """One unsaved audit event; IP and request id come from the current request."""
     context = request_context.current()
     if organization is None and target is not None:
         organization = getattr(target, "organization", None)
@@ -41,7 +41,7 @@ def record(
             organization = target
     if actor is not None and not actor.pk:
         actor = None
-    return AuditEvent.objects.create(
+    return AuditEvent(
         organization=organization,
         actor=actor,
         actor_email=actor.email if actor is not None else actor_email,
@@ -55,3 +55,16 @@ def record(
         ip=context.ip,
         request_id=context.request_id,
     )
+
+
+def record(**fields: Any) -> AuditEvent:
+    """Write one audit event (the arguments of ``build``)."""
+    event = build(**fields)
+    event.save(force_insert=True)
+    return event
+
+
+def record_many(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Write events made with ``build`` in one INSERT (their ids are set), for
+    actions that change many users at once."""
+    return AuditEvent.objects.bulk_create(events)

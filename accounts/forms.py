@@ -61,13 +61,9 @@ class RegistrationForm(forms.Form):
     )
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise ValidationError(
-                _("An account with this email already exists. Sign in instead."),
-                code="duplicate_email",
-            )
-        return email
+        # No "already registered" error: that would tell anyone which emails have
+        # an account. accounts.services.user_register handles a taken email.
+        return self.cleaned_data["email"].strip().lower()
 
     def clean(self):
         cleaned = super().clean()

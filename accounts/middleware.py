@@ -1,8 +1,13 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
+from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from accounts import sessions
 
 # last_active_at is written at most this often per user, to keep requests read-only.
 LAST_ACTIVE_RESOLUTION_SECONDS = 300
@@ -33,4 +38,86 @@ class BannedUserMiddleware:
             ):
                 User.objects.filter(pk=user.pk).update(last_active_at=now)
                 user.last_active_at = now
+        return self.get_response(request)
+
+
+class SessionLifetimeMiddleware:
+    """Ends a signed-in session past its absolute lifetime (SESSION_ABSOLUTE_SECONDS,
+    from sign-in) or, for people who can open the panel, after
+    ADMIN_SESSION_IDLE_SECONDS without a request; they are sent to sign in with a
+    message. The rules and the session marks are in ``accounts.sessions``.
+
+    The gateway API (``/api/``) never uses cookie sessions, so it is left alone:
+    it always answers JSON."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            return self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            now = sessions.now_seconds()
+            reason = sessions.expiry_reason(request.session, user, now=now)
+            if reason is not None:
+                return self.end(request, reason)
+            sessions.touch(request.session, user, now=now)
+        response = self.get_response(request)
+        # A sign-in during this request: Django's login() gave the session a new key
+        # (and flushed any other user's data); its lifetime starts now.
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and user.is_authenticated
+            and sessions.STARTED_AT not in request.session
+        ):
+            sessions.stamp(request.session, user)
+        return response
+
+    def end(self, request, reason: str):
+        next_url = request.get_full_path() if request.method in ("GET", "HEAD") else ""
+        logout(request)
+        if reason == sessions.IDLE:
+            minutes = max(1, settings.ADMIN_SESSION_IDLE_SECONDS // 60)
+            message = ngettext(
+                "You were signed out after %(n)d minute without activity. "
+                "Sign in again to continue.",
+                "You were signed out after %(n)d minutes without activity. "
+                "Sign in again to continue.",
+                minutes,
+            ) % {"n": minutes}
+        else:
+            hours = max(1, settings.SESSION_ABSOLUTE_SECONDS // 3600)
+            message = ngettext(
+                "Your session ended after %(n)d hour. Sign in again to continue.",
+                "Your session ended after %(n)d hours. Sign in again to continue.",
+                hours,
+            ) % {"n": hours}
+        messages.warning(request, message)
+        if next_url:
+            return redirect_to_login(next_url)
+        return redirect(settings.LOGIN_URL)
+
+
+class StaffMFAMiddleware:
+    """Superusers pass MFA before the staff site too (when MFA is required): it can
+    change every organization. Sales staff are not org admins and are not asked."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (
+            request.path.startswith("/staff/")
+            and user is not None
+            and user.is_authenticated
+            and user.is_superuser
+            and user.needs_mfa
+            and not user.is_verified()
+        ):
+            from accounts.access import mfa_redirect
+
+            return mfa_redirect(request)
         return self.get_response(request)

@@ -53,28 +53,60 @@ def email_verification_url(user: User) -> str:
 
 def user_register(
     *, email: str, first_name: str, last_name: str, password: str
-) -> User:
-    """Create an account (terms accepted now) and email a verification link."""
-    with transaction.atomic():
-        if User.objects.filter(email__iexact=email).exists():
-            raise ValidationError(
-                _("An account with this email already exists. Sign in instead.")
+) -> User | None:
+    """Create an account (terms accepted now) and email a verification link.
+
+    Registration must not reveal which emails have an account: for an email that
+    already has one (in any case) nothing is created, its owner is emailed instead
+    ("someone tried to register with your email") and None is returned, so the caller
+    answers exactly as for a new account. The password is hashed either way, so the
+    costliest step takes the same time on both paths.
+    """
+    from django.contrib.auth.hashers import make_password
+    from django.db import IntegrityError
+
+    def tell_owner(owner: User) -> None:
+        make_password(password)  # the time a new account's hashing takes
+        transaction.on_commit(
+            lambda: send_templated_email(
+                to=[owner.email],
+                template="account_exists",
+                context={
+                    "user": owner,
+                    "login_url": settings.SITE_URL + reverse("accounts:login"),
+                    "reset_url": settings.SITE_URL + reverse("accounts:password_reset"),
+                },
             )
-        now = timezone.now()
-        user = User.objects.create_user(
-            email=email,
-            password=password,
-            first_name=first_name,
-            last_name=last_name,
-            terms_accepted_at=now,
         )
-        audit.record(
-            action=Action.USER_REGISTERED,
-            actor=user,
-            target=user,
-            after={"email": user.email, "terms_accepted_at": now.isoformat()},
-        )
-        transaction.on_commit(lambda: user_send_verification_email(user=user))
+
+    existing = User.objects.filter(email__iexact=email).first()
+    if existing is not None:
+        tell_owner(existing)
+        return None
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            user = User.objects.create_user(
+                email=email,
+                password=password,
+                first_name=first_name,
+                last_name=last_name,
+                terms_accepted_at=now,
+            )
+            audit.record(
+                action=Action.USER_REGISTERED,
+                actor=user,
+                target=user,
+                after={"email": user.email, "terms_accepted_at": now.isoformat()},
+            )
+            transaction.on_commit(lambda: user_send_verification_email(user=user))
+    except IntegrityError:
+        # A concurrent registration took this email between the check and the insert.
+        existing = User.objects.filter(email__iexact=email).first()
+        if existing is None:
+            raise
+        tell_owner(existing)
+        return None
     return user
 
 
@@ -189,6 +221,19 @@ def mfa_check(*, user: User, code: str):
     if device is None:
         audit.record(action=Action.MFA_FAILED, actor=user, target=user)
     return device
+
+
+def user_password_reset_requested(*, email: str) -> None:
+    """Audit a password-reset request (whether or not the email has an account;
+    the page answers the same either way)."""
+    user = User.objects.filter(email__iexact=email).first()
+    audit.record(
+        action=Action.PASSWORD_RESET_REQUESTED,
+        actor=None,
+        actor_email=email[:254],
+        organization=user.organization if user else None,
+        target=user,
+    )
 
 
 def user_password_reset_done(*, user: User) -> None:

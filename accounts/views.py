@@ -15,6 +15,7 @@ from django_otp import login as otp_login
 
 from accounts import services
 from accounts.forms import OTPCodeForm, RegistrationForm, SignInForm
+from accounts.sessions import end_user_sessions
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:
@@ -69,22 +70,23 @@ def register(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            services.user_register(
-                email=form.cleaned_data["email"],
-                first_name=form.cleaned_data["first_name"],
-                last_name=form.cleaned_data["last_name"],
-                password=form.cleaned_data["password1"],
+        # The same answer whether or not the email already has an account (then its
+        # owner gets an email instead): the page reveals nothing about who is here.
+        services.user_register(
+            email=form.cleaned_data["email"],
+            first_name=form.cleaned_data["first_name"],
+            last_name=form.cleaned_data["last_name"],
+            password=form.cleaned_data["password1"],
+        )
+        messages.success(
+            request,
+            _(
+                "Thank you. We sent an email to %(email)s: follow the link in it to "
+                "verify your address, then sign in."
             )
-        except ValidationError as error:
-            form.add_error("email", error)
-        else:
-            messages.success(
-                request,
-                _("Account created. We sent a verification link to %(email)s.")
-                % {"email": form.cleaned_data["email"]},
-            )
-            return redirect("accounts:login")
+            % {"email": form.cleaned_data["email"]},
+        )
+        return redirect("accounts:login")
     return render(request, "accounts/register.html", {"form": form})
 
 
@@ -200,6 +202,10 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "emails/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
 
+    def form_valid(self, form):
+        services.user_password_reset_requested(email=form.cleaned_data["email"])
+        return super().form_valid(form)
+
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
@@ -208,4 +214,9 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form):
         response = super().form_valid(form)
         services.user_password_reset_done(user=form.user)
+        # The new password already voids the user's other sessions (Django checks the
+        # session's password hash on each request); delete them now as well.
+        end_user_sessions(
+            user_ids=[form.user.pk], keep=self.request.session.session_key
+        )
         return response

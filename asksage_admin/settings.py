@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "asksage_admin.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "asksage_admin.db_errors.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -70,6 +71,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.BannedUserMiddleware",
+    "accounts.middleware.StaffMFAMiddleware",
+    "accounts.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # django-axes must be last.
@@ -204,6 +207,10 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = 60 * 60 * 12
+# Session rules (accounts/sessions.py): a panel session (org admins, superusers) ends
+# after this long without a request; every session ends this long after sign-in.
+ADMIN_SESSION_IDLE_SECONDS = env.int("ADMIN_SESSION_IDLE_SECONDS", default=30 * 60)
+SESSION_ABSOLUTE_SECONDS = env.int("SESSION_ABSOLUTE_SECONDS", default=12 * 60 * 60)
 # Messages may carry a one-time secret (a new service key): keep them server-side.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
@@ -225,6 +232,11 @@ CONTENT_SECURITY_POLICY = {
 
 # django-tables2
 DJANGO_TABLES2_TEMPLATE = "includes/table.html"
+
+# A full usage batch (1,000 events with 2,000-character excerpts) is about 4.3 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024
+)
 
 # Absolute base URL for links in emails (verification, password reset, decisions).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")

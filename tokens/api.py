@@ -8,11 +8,14 @@ at ``request.user``) and CSRF does not apply (no cookie authenticates here).
 import json
 import logging
 import uuid
-from functools import wraps
+from functools import cache, wraps
+from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, DataError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
@@ -36,6 +39,37 @@ def invalid(fields: dict[str, str]) -> MeteringError:
     )
 
 
+def _unstorable(text: str) -> bool:
+    """A NUL or an unpaired surrogate: text no database column can store."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    """True when any string of a parsed JSON value (keys included) is unstorable."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _unstorable(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def api_view(*methods: str, json_body: bool = False):
     """Method check, service-key authentication, JSON parsing and error mapping."""
 
@@ -54,14 +88,15 @@ def api_view(*methods: str, json_body: bool = False):
                 return response
             header = request.headers.get("Authorization", "")
             scheme, _sep, secret = header.partition(" ")
-            if scheme.lower() != "bearer" or not secret.strip():
+            secret = secret.strip()
+            if scheme.lower() != "bearer" or not secret or _unstorable(secret):
                 return error(
                     401,
                     "unauthorized",
                     "Send a service key: Authorization: Bearer <key>.",
                 )
             try:
-                key = service_key_authenticate(secret.strip())
+                key = service_key_authenticate(secret)
                 if key is None:
                     return error(
                         401, "unauthorized", "The service key is unknown or revoked."
@@ -74,8 +109,18 @@ def api_view(*methods: str, json_body: bool = False):
                             "Send the body as Content-Type: application/json.",
                         )
                     try:
-                        body = json.loads(request.body)
-                    except (ValueError, UnicodeDecodeError):
+                        raw = request.body
+                    except RequestDataTooBig:
+                        return error(
+                            413,
+                            "payload_too_large",
+                            f"The body is larger than "
+                            f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes: send "
+                            f"fewer events per request.",
+                        )
+                    try:
+                        body = json.loads(raw, parse_constant=_not_json)
+                    except (ValueError, UnicodeDecodeError, RecursionError):
                         return error(
                             400, "invalid_request", "The body is not valid JSON."
                         )
@@ -83,10 +128,28 @@ def api_view(*methods: str, json_body: bool = False):
                         return error(
                             400, "invalid_request", "The body must be a JSON object."
                         )
+                    if _has_unstorable_text(body):
+                        return error(
+                            400,
+                            "invalid_request",
+                            "Text in the body must not contain NUL characters or "
+                            "unpaired surrogates.",
+                        )
                     kwargs["body"] = body
                 return view(request, key, *args, **kwargs)
             except MeteringError as refusal:
                 return JsonResponse(refusal.as_dict(), status=refusal.status)
+            except (DataError, OverflowError):
+                # The data, not the service (a token count whose charge passes 64
+                # bits): refused, not "retry later", and nothing was saved.
+                logger.warning("API request refused: a value is out of range")
+                return error(
+                    400,
+                    "invalid_request",
+                    "A value is out of the range this service can store (a token "
+                    "count whose charge passes 9,223,372,036,854,775,807). Nothing "
+                    "was changed.",
+                )
             except (ServiceUnavailable, DatabaseError):
                 logger.exception("API request failed on the database")
                 return error(
@@ -95,6 +158,8 @@ def api_view(*methods: str, json_body: bool = False):
                     "The service cannot record this now; nothing was changed. Retry.",
                 )
 
+        wrapper.api_methods = methods  # read by the OpenAPI contract test
+        wrapper.json_body = json_body
         return wrapper
 
     return decorator
@@ -106,6 +171,8 @@ def _string(body: dict, name: str, fields: dict, max_length: int = 254) -> str:
         fields[name] = "required: a non-empty string"
     elif len(value) > max_length:
         fields[name] = f"at most {max_length} characters"
+    elif _unstorable(value):
+        fields[name] = "text without NUL characters"
     return value if isinstance(value, str) else ""
 
 
@@ -166,5 +233,28 @@ def hold_release(request: HttpRequest, key, hold_id: uuid.UUID) -> JsonResponse:
     return JsonResponse({"released": metering.hold_release(key=key, hold_id=hold_id)})
 
 
+@csrf_exempt  # a POST to an unknown path is a JSON 404, not the CSRF page
 def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return error(404, "not_found", "No such API endpoint.")
+
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+
+
+@cache
+def _openapi_text() -> str:
+    return OPENAPI_FILE.read_text(encoding="utf-8")
+
+
+@csrf_exempt
+def openapi(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI 3.1 document of this API. Public: it is the contract, no secret."""
+    if request.method != "GET":
+        response = error(405, "method_not_allowed", "Use GET for this endpoint.")
+        response["Allow"] = "GET"
+        return response
+    return HttpResponse(_openapi_text(), content_type="application/json")
+
+
+openapi.api_methods = ("GET",)
+openapi.json_body = False

@@ -18,6 +18,7 @@ urlpatterns = [
         api.hold_release,
         name="api_hold_release",
     ),
+    path("api/v1/openapi.json", api.openapi, name="api_openapi"),
     re_path(r"^api/", api.not_found, name="api_not_found"),
     # Members
     path("me/", me.MeView.as_view(), name="me"),

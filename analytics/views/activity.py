@@ -2,7 +2,7 @@
 first, keyset-paginated, filterable, exportable; both read-only."""
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -84,6 +84,8 @@ class ActivityExportView(ActivityMixin, View):
     """The tab's rows for the current filter as CSV, newest first, streamed."""
 
     def get(self, request: HttpRequest, tab: str) -> StreamingHttpResponse:
+        if tab not in TABS:
+            raise Http404(_("No such activity tab."))
         filterset = self.filterset(self.tab())
         rows = filterset.qs if filterset.is_valid() else filterset.queryset.none()
         data_export_record(

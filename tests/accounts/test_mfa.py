@@ -136,3 +136,15 @@ def test_superuser_resets_mfa_from_staff_site(admin_user, superuser_client):
 def test_mfa_not_required_when_setting_off(admin_user, settings):
     settings.REQUIRE_ADMIN_MFA = False
     assert _admin_session(admin_user).get(PANEL).status_code == 200
+
+
+def test_superuser_without_mfa_is_sent_to_mfa_before_the_staff_site(superuser):
+    client = Client()
+    client.force_login(superuser)
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("accounts:mfa_setup"))
+
+
+def test_sales_staff_are_not_asked_for_mfa_on_the_staff_site(sales_client):
+    assert sales_client.get(reverse("admin:index")).status_code == 200

@@ -1,12 +1,14 @@
 import re
+from unittest import mock
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEvent, User
 from accounts.services import email_verification_token
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 URL = reverse("accounts:register")
 
@@ -73,12 +75,62 @@ def test_registration_bad_input_shows_message_and_creates_nothing(
     assert not AuditEvent.objects.exists()
 
 
-def test_registration_refuses_duplicate_email_in_another_case(client):
-    UserFactory(email="new.person@example.com")
-    response = client.post(URL, {**VALID, "email": "NEW.PERSON@EXAMPLE.COM"})
-    assert response.status_code == 200
-    assert "already exists" in " ".join(response.context["form"].errors["email"])
-    assert User.objects.count() == 1
+def _messages(client, response) -> list[str]:
+    page = client.get(response["Location"])
+    return [str(m) for m in page.context["messages"]]
+
+
+def test_registration_with_a_taken_email_looks_the_same_and_tells_the_owner(
+    django_capture_on_commit_callbacks,
+):
+    """Non-disclosure: the answer to a taken email (in any case) is the answer to a
+    new one; nothing is created and the account's owner is emailed instead."""
+    owner = UserFactory(email="new.person@example.com", first_name="Nora")
+    new, taken = Client(), Client()
+    with django_capture_on_commit_callbacks(execute=True):
+        fresh = new.post(URL, {**VALID, "email": "Fresh.Person@Example.com"})
+    registered = User.objects.get(email="fresh.person@example.com")
+    mail.outbox.clear()
+    users, events = User.objects.count(), AuditEvent.objects.count()
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        mock.patch("django.contrib.auth.hashers.make_password") as hashing,
+    ):
+        response = taken.post(URL, {**VALID, "email": "NEW.PERSON@EXAMPLE.COM"})
+
+    # The same status, redirect, headers and message (but for the email shown).
+    assert (response.status_code, response["Location"]) == (
+        fresh.status_code,
+        fresh["Location"],
+    )
+    assert sorted(response.headers) == sorted(fresh.headers)
+    assert response.content == fresh.content
+    assert [
+        m.replace("new.person@example.com", "EMAIL") for m in _messages(taken, response)
+    ] == [m.replace("fresh.person@example.com", "EMAIL") for m in _messages(new, fresh)]
+    # Nothing created, nothing audited as a registration, the password still hashed.
+    assert User.objects.count() == users
+    assert AuditEvent.objects.count() == events
+    assert not AuditEvent.objects.filter(
+        action=AuditEvent.Action.USER_REGISTERED, actor=owner
+    ).exists()
+    assert (
+        AuditEvent.objects.filter(action=AuditEvent.Action.USER_REGISTERED).get().actor
+        == registered
+    )
+    hashing.assert_called_once_with(VALID["password1"])
+    owner.refresh_from_db()
+    assert owner.first_name == "Nora" and owner.check_password(PASSWORD)
+    # One email, to the owner: someone tried; sign in or reset the password.
+    assert len(mail.outbox) == 1
+    note = mail.outbox[0]
+    assert note.to == ["new.person@example.com"]
+    assert "tried to register" in note.subject
+    assert "/accounts/login/" in note.body
+    assert "/accounts/password-reset/" in note.body
+    assert "/accounts/verify/" not in note.body
+    assert note.alternatives, "the email has an HTML part"
 
 
 def test_verification_link_works_once(client):

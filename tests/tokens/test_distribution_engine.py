@@ -1029,17 +1029,16 @@ def test_run_is_atomic_a_failure_midway_changes_nothing(acme, boss):
         person(acme, f"u{i}@acme.example", inference=300_000, embedding=300_000)
         for i in range(3)
     ]
-    real = engine.apply_limits
-    calls = itertools.count()
+    real = engine.apply_limit_rows
 
-    def flaky(**kwargs):
-        if next(calls) == 3:
-            raise RuntimeError("disk full")
-        return real(**kwargs)
+    def flaky(*args, **kwargs):
+        # The limits and their changes are written, then the run fails.
+        real(*args, **kwargs)
+        raise RuntimeError("disk full")
 
     before = (AllocationChange.objects.count(), AuditEvent.objects.count())
     with (
-        mock.patch.object(engine, "apply_limits", side_effect=flaky),
+        mock.patch.object(engine, "apply_limit_rows", side_effect=flaky),
         pytest.raises(RuntimeError, match="disk full"),
     ):
         engine.distribution_run(actor=boss, organization=acme)

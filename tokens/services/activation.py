@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
+from accounts.sessions import end_user_sessions_on_commit
 from tokens.models import AllocationChange
 from tokens.services.allocations import (
     TYPES,
@@ -614,5 +615,6 @@ def organization_remove_member(
         locked.organization = None
         locked.role = User.Role.USER
         locked.save(update_fields=["organization", "role"])
+        end_user_sessions_on_commit([locked.pk])
     user.organization, user.role = None, User.Role.USER
     return changes

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import AuditEvent, Organization, User
+from accounts.sessions import end_user_sessions_on_commit
 from tokens import selectors
 from tokens.models import Allocation, AllocationChange, Purchase, TokenType
 
@@ -132,6 +133,45 @@ def apply_limits(
                 time=now,
             )
         )
+    AllocationChange.objects.bulk_create(changes)
+    return changes
+
+
+def apply_limit_rows(
+    rows: list[tuple[User, str, int, str, AuditEvent, str]],
+    *,
+    allocations: dict[tuple[int, str], Allocation],
+    actor: User | None,
+    distribution_run=None,
+) -> list[AllocationChange]:
+    """``apply_limits`` for many users at once, in a constant number of queries:
+    rows are (user, token type, new limit, source, audit event, note), applied in
+    order (a later row for the same allocation continues from the earlier one)."""
+    changes, touched = [], {}
+    now = timezone.now()
+    for user, token_type, limit, source, audit_event, note in rows:
+        allocation = allocations[(user.pk, token_type)]
+        delta = limit - allocation.limit
+        if delta == 0:
+            continue
+        allocation.limit = limit
+        touched[allocation.pk] = allocation
+        changes.append(
+            AllocationChange(
+                organization_id=user.organization_id,
+                user=user,
+                token_type=token_type,
+                delta=delta,
+                new_limit=limit,
+                source=source,
+                actor=actor,
+                note=note[:500],
+                audit_event=audit_event,
+                distribution_run=distribution_run,
+                time=now,
+            )
+        )
+    Allocation.objects.bulk_update(list(touched.values()), ["limit"])
     AllocationChange.objects.bulk_create(changes)
     return changes
 
@@ -365,6 +405,8 @@ def _set_paid(
                 audit_event=event,
                 actor=actor,
             )
+        if not paid:
+            end_user_sessions_on_commit(user.pk for user in locked)
     return locked
 
 
@@ -429,6 +471,8 @@ def users_set_banned(
                 before={"is_banned": not banned},
                 after={"is_banned": banned},
             )
+        if banned:
+            end_user_sessions_on_commit(user.pk for user in changed)
     return changed
 
 

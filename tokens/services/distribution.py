@@ -59,6 +59,7 @@ from tokens.models import (
 )
 from tokens.services.allocations import (
     TYPES,
+    apply_limit_rows,
     apply_limits,
     ensure_can_manage,
     fmt,
@@ -999,16 +1000,19 @@ def distribution_run(
         for change in plan.changes:
             by_user[change.user_id].append(change)
         users_by_id = {u.pk: u for u in users}
+        # One audit event per changed user and the allocation writes, each in a
+        # constant number of queries whatever the number of users.
+        events, rows = [], []
         for user_id in sorted(by_user):
-            rows = by_user[user_id]
-            types = list(dict.fromkeys(c.token_type for c in rows))
+            changes = by_user[user_id]
+            types = list(dict.fromkeys(c.token_type for c in changes))
             before = {f"{t}_limit": limits[(user_id, t)] for t in types}
             after = {
-                f"{t}_limit": [c for c in rows if c.token_type == t][-1].new_limit
+                f"{t}_limit": [c for c in changes if c.token_type == t][-1].new_limit
                 for t in types
             }
-            reasons = ", ".join(dict.fromkeys(c.reason for c in rows))
-            event = audit.record(
+            reasons = ", ".join(dict.fromkeys(c.reason for c in changes))
+            event = audit.build(
                 action=Action.LIMIT_CHANGED,
                 actor=actor,
                 organization=organization,
@@ -1018,17 +1022,22 @@ def distribution_run(
                 message=_("Distribution run #%(run)d: %(reasons)s.")
                 % {"run": run.pk, "reasons": reasons},
             )
-            for c in rows:
-                apply_limits(
-                    user=users_by_id[user_id],
-                    new_limits={c.token_type: c.new_limit},
-                    allocations=allocations,
-                    source=REASON_SOURCES[c.reason],
-                    audit_event=event,
-                    actor=actor,
-                    note=c.reason,
-                    distribution_run=run,
+            events.append(event)
+            rows += [
+                (
+                    users_by_id[user_id],
+                    c.token_type,
+                    c.new_limit,
+                    REASON_SOURCES[c.reason],
+                    event,
+                    c.reason,
                 )
+                for c in changes
+            ]
+        audit.record_many(events)
+        apply_limit_rows(
+            rows, allocations=allocations, actor=actor, distribution_run=run
+        )
         run.summary = _summary(plan)
         run.finished_at = timezone.now()
         run.save(update_fields=["summary", "finished_at"])

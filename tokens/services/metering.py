@@ -6,9 +6,15 @@ expiry.
   org pool needs no lock (allocated ≤ pool already bounds the organization).
 - A usage batch runs a constant number of queries whatever its size: one lookup per
   kind of thing (users, models, holds, known events), one insert with
-  ON CONFLICT (event_id) DO NOTHING RETURNING, and for counters and daily rollups an
-  insert of missing rows, a lock in id order and one CASE update.
-- Lock order everywhere: holds, then counters, then rollups, each in id order.
+  ON CONFLICT (event_id) DO NOTHING RETURNING, and for counters and daily rollups
+  one upsert each (INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n), plus one
+  UPDATE of ``held`` when holds were settled.
+- Lock order everywhere: holds in id order, then counters, then rollups, each in
+  the order of their unique key (the upsert takes its row locks in the order of its
+  VALUES, which are sorted).
+- An authorization writes its hold before the conditional update of the counter, so
+  the user's counter row (the hot row) stays locked only from that UPDATE to the
+  commit.
 - Every public function is one transaction, retried on serialization failure or
   deadlock up to 3 times; if it still fails, ``ServiceUnavailable``.
 """
@@ -32,7 +38,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Case, F, OuterRef, Subquery, Value, When
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -161,8 +167,21 @@ def allowed_model_ids(org_id: int) -> set[int]:
 
 
 def resolve_model(key: str, org_id: int) -> AIModel:
-    model = AIModel.objects.filter(key=key).first()
-    refusal = _model_refusal(model, key, allowed_model_ids(org_id))
+    """The model, with the organization's allowed-models check in the same query."""
+    allowed = AIModel.allowed_for.through.objects.filter(organization_id=org_id)
+    model = (
+        AIModel.objects.filter(key=key)
+        .annotate(
+            restricted=Exists(allowed),
+            permitted=Exists(allowed.filter(aimodel_id=OuterRef("pk"))),
+        )
+        .first()
+    )
+    # The set _model_refusal expects: empty = every model is allowed.
+    allowed_ids: set[int] = set()
+    if model is not None and model.restricted:
+        allowed_ids = {model.pk} if model.permitted else {0}
+    refusal = _model_refusal(model, key, allowed_ids)
     if refusal:
         raise refusal
     return model
@@ -191,25 +210,38 @@ def _update_counters(
     used: dict[tuple, int] | None = None, released: dict[tuple, int] | None = None
 ) -> None:
     """Add ``used`` and subtract ``released`` (held tokens) on counter rows keyed
-    (organization, user, type, period): rows created when missing, all locked once
-    in id order, then one UPDATE."""
+    (organization, user, type, period): one upsert creates missing rows and adds
+    ``used``, locking every row in key order; then, when holds were closed, one
+    UPDATE takes their tokens off ``held`` (rows this transaction already locked)."""
     used, released = used or {}, released or {}
-    keys = set(used) | set(released)
-    if not keys:
+    # A counter is unique per (user, type, period): merge keys that differ only in
+    # the organization (a hold opened before its user moved); a new row gets the
+    # first organization seen.
+    rows: dict[tuple, dict[str, int]] = {}
+    orgs: dict[tuple, int] = {}
+    for (o, *unique), n in [*used.items(), *((k, 0) for k in released)]:
+        unique = tuple(unique)
+        orgs.setdefault(unique, o)
+        cell = rows.setdefault(unique, {"used": 0, "held": 0})
+        cell["used"] += n
+    if not rows:
         return
-    _ensure_counters(keys)
-    counters = (
-        UsageCounter.objects.select_for_update()
-        .filter(user_id__in={k[1] for k in keys}, period__in={k[3] for k in keys})
-        .order_by("id")
-        .values_list("id", "organization_id", "user_id", "token_type", "period")
+    _case_update(
+        UsageCounter,
+        ("user_id", "token_type", "period"),
+        {(orgs[k], *k): amounts for k, amounts in rows.items()},
     )
-    amounts = {}
-    for pk, *rest in counters:
-        k = tuple(rest)
-        if k in keys:
-            amounts[pk] = {"used": used.get(k, 0), "held": -released.get(k, 0)}
-    _case_update(UsageCounter, amounts)
+    taken: dict[tuple, int] = defaultdict(int)
+    for (_o, *unique), n in released.items():
+        taken[tuple(unique)] += n
+    if taken:
+        table = connection.ops.quote_name(UsageCounter._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET held = held - %s "  # noqa: S608
+                "WHERE user_id = %s AND token_type = %s AND period = %s",
+                [(n, u, t, _sql_value(p)) for (u, t, p), n in sorted(taken.items())],
+            )
 
 
 def _close_holds(holds: list[dict], status: str, now: dt.datetime) -> dict:
@@ -314,21 +346,9 @@ def authorize(
         now = timezone.now()
         period = period_of(now)
         _expire_due(Hold.objects.filter(user=user, token_type=token_type), now)
-        _ensure_counters({(user.organization_id, user.pk, token_type, period)})
-        granted = (
-            UsageCounter.objects.filter(user=user, token_type=token_type, period=period)
-            .filter(used__lte=_limit_subquery() - F("held") - tokens)
-            .update(held=F("held") + tokens)
-        )
-        if not granted:
-            remaining = _remaining(user.pk, token_type, period)
-            raise MeteringError(
-                402,
-                "insufficient_tokens",
-                f"Only {remaining:,} {token_type} tokens remain this month "
-                f"({label(period)}); {tokens:,} were asked for.",
-                remaining=remaining,
-            )
+        # The hold first: the counter row, which every request of this user
+        # updates, is then locked only from the conditional UPDATE to the commit.
+        # A refusal rolls the hold back with the rest.
         hold = Hold.objects.create(
             organization_id=user.organization_id,
             user=user,
@@ -341,7 +361,48 @@ def authorize(
             expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
             created_at=now,
         )
-        return Authorization(hold, _remaining(user.pk, token_type, period))
+        granted = _reserve(user.pk, token_type, period, tokens)
+        if granted is None:
+            # No counter yet this month (or not enough left): create it, try again.
+            _ensure_counters({(user.organization_id, user.pk, token_type, period)})
+            granted = _reserve(user.pk, token_type, period, tokens)
+        if granted is None:
+            remaining = _remaining(user.pk, token_type, period)
+            raise MeteringError(
+                402,
+                "insufficient_tokens",
+                f"Only {remaining:,} {token_type} tokens remain this month "
+                f"({label(period)}); {tokens:,} were asked for.",
+                remaining=remaining,
+            )
+        return Authorization(hold, granted)
+
+
+def _reserve(user_id: int, token_type: str, period: dt.date, tokens: int) -> int | None:
+    """The conditional update of DESIGN §5: held += tokens where used + held +
+    tokens ≤ limit. Returns the tokens remaining after it, None when nothing was
+    updated (no counter row, or not enough left)."""
+    qn = connection.ops.quote_name
+    counters = qn(UsageCounter._meta.db_table)
+    limit = (
+        f"(SELECT a.{qn('limit')} FROM {qn(Allocation._meta.db_table)} a "  # noqa: S608
+        "WHERE a.user_id = %s AND a.token_type = %s)"
+    )
+    # Only quoted identifiers and placeholders are formatted in; values are params.
+    sql = (
+        f"UPDATE {counters} SET held = held + %s "  # noqa: S608
+        "WHERE user_id = %s AND token_type = %s AND period = %s "
+        f"AND used + held + %s <= COALESCE({limit}, 0) "
+        f"RETURNING used, held, {limit}"
+    )
+    key = (user_id, token_type)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (tokens, *key, _sql_value(period), tokens, *key, *key))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    used, held, limit_value = row
+    return max(0, (limit_value or 0) - used - held)
 
 
 # --- release and expiry ------------------------------------------------------------
@@ -482,7 +543,7 @@ def _parse_event(index: int, raw: Any, now: dt.datetime) -> _Event:
         return bad("user must be the user's email.")
     if not isinstance(raw.get("model"), str) or not raw["model"]:
         return bad("model must be a model key.")
-    if raw.get("token_type") not in TYPES:
+    if not isinstance(raw.get("token_type"), str) or raw["token_type"] not in TYPES:
         return bad("token_type must be 'inference' or 'embedding'.")
     ev.token_type = raw["token_type"]
     for name in ("prompt_tokens", "completion_tokens"):
@@ -493,11 +554,21 @@ def _parse_event(index: int, raw: Any, now: dt.datetime) -> _Event:
     if ev.token_type == TokenType.EMBEDDING and ev.completion:
         return bad("Embedding usage has prompt tokens only (completion_tokens = 0).")
     occurred = raw.get("occurred_at")
-    parsed = parse_datetime(occurred) if isinstance(occurred, str) else None
+    try:
+        # ValueError: well formed but impossible ("2026-13-01T00:00:00").
+        parsed = parse_datetime(occurred) if isinstance(occurred, str) else None
+    except ValueError:
+        parsed = None
     if parsed is None:
         return bad("occurred_at must be an ISO-8601 date and time.")
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=dt.UTC)
+    try:
+        # In UTC: every database stores it, whatever the offset (±23:59 is legal
+        # ISO-8601, beyond PostgreSQL's ±15:59).
+        parsed = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        return bad("occurred_at is out of range (years 1 to 9999 in UTC).")
     if parsed > now + FUTURE_SKEW:
         return bad("occurred_at is in the future.")
     ev.occurred_at = parsed
@@ -547,51 +618,128 @@ _INSERT_FIELDS = [
 ]
 
 
-def _insert_events(events: list[UsageEvent]) -> set[str]:
+def _insert_events(rows: list[tuple]) -> set[str]:
     """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id: the ids this
-    batch actually wrote (a concurrent copy may have written the others)."""
-    if not events:
+    batch actually wrote (a concurrent copy may have written the others). ``rows``
+    are prepared values in ``_INSERT_FIELDS`` order (``_event_rows``)."""
+    if not rows:
         return set()
     meta = UsageEvent._meta
     fields = [meta.get_field(name) for name in _INSERT_FIELDS]
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params: list[Any] = []
-    for event in sorted(events, key=lambda e: e.event_id):
-        params.extend(
-            f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields
-        )
+    source, params = _rows_source(
+        UsageEvent,
+        [f.column for f in fields],
+        sorted(rows),  # by event_id
+    )
     # Only quoted identifiers and placeholders are formatted in; values are params.
     sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES "  # noqa: S608
-        + ", ".join([row] * len(events))
-        + f" ON CONFLICT ({qn('event_id')}) DO NOTHING RETURNING {qn('event_id')}"
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) {source} "
+        f"ON CONFLICT ({qn('event_id')}) DO NOTHING RETURNING {qn('event_id')}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {r[0] for r in cursor.fetchall()}
 
 
-def _case_update(model, rows: dict[int, dict[str, int]]) -> None:
-    """One UPDATE adding per-row amounts to integer columns: col = col + CASE id …"""
+def _event_rows(events: list[_Event], now: dt.datetime) -> list[tuple]:
+    """The values of each event's row, in ``_INSERT_FIELDS`` order, prepared for
+    the database as the fields would (without building model instances: a batch
+    has up to 1,000)."""
+    meta = UsageEvent._meta
+    ops = connection.ops
+    rate_fields = (meta.get_field("input_rate"), meta.get_field("output_rate"))
+    hold_field = meta.get_field("hold")
+    received = ops.adapt_datetimefield_value(now)
+    rates: dict[int, tuple] = {}
+    rows = []
+    for ev in events:
+        model = ev.model
+        if model.pk not in rates:
+            rates[model.pk] = tuple(
+                f.get_db_prep_save(getattr(model, f.attname), connection)
+                for f in rate_fields
+            )
+        rows.append(
+            (
+                ev.event_id,
+                ev.user.organization_id,
+                ev.user.pk,
+                model.pk,
+                ev.token_type,
+                ev.prompt,
+                ev.completion,
+                ev.charge,
+                *rates[model.pk],
+                ops.adapt_datetimefield_value(ev.occurred_at),
+                received,
+                hold_field.get_db_prep_save(ev.hold_id, connection)
+                if ev.hold_id
+                else None,
+                ev.application,
+                ev.prompt_excerpt,
+                ev.response_excerpt,
+                ev.digest,
+            )
+        )
+    return rows
+
+
+def _rows_source(model, columns: list[str], rows: list[list]) -> tuple[str, list]:
+    """The rows to INSERT, as SQL and parameters. On PostgreSQL one array per
+    column, ``SELECT * FROM unnest(%s::type[], …)``: a short statement with a
+    parameter per column, whatever the number of rows (a VALUES list of 1,000 rows
+    has 17,000 placeholders, which the driver parses again on every call). Elsewhere
+    a VALUES list. ``rows`` are in the order to insert (and to lock) them."""
+    if connection.vendor == "postgresql":
+        by_column = {f.column: f for f in model._meta.concrete_fields}
+        casts = ", ".join(f"%s::{by_column[c].db_type(connection)}[]" for c in columns)
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        return f"SELECT * FROM unnest({casts})", arrays  # noqa: S608
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
+
+
+def _sql_value(value):
+    """A key value as a raw-SQL parameter (dates as ISO text on every backend)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return connection.ops.adapt_datefield_value(value)
+    return value
+
+
+def _case_update(
+    model, unique: tuple[str, ...], rows: dict[tuple, dict[str, int]]
+) -> None:
+    """One statement adding per-row amounts to integer columns of rows keyed
+    (organization, *unique): INSERT … VALUES … ON CONFLICT (unique) DO UPDATE SET
+    col = col + excluded.col. Missing rows are created with the amounts; the VALUES
+    are sorted by the unique key, which is the order the rows are locked in."""
     if not rows:
         return
-    columns = {c for amounts in rows.values() for c in amounts}
-    model.objects.filter(pk__in=rows).update(
-        **{
-            column: F(column)
-            + Case(
-                *[
-                    When(pk=pk, then=Value(amounts[column]))
-                    for pk, amounts in rows.items()
-                    if amounts.get(column)
-                ],
-                default=Value(0),
-            )
-            for column in columns
-        }
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    amounts = sorted({c for values in rows.values() for c in values})
+    columns = ["organization_id", *unique, *amounts]
+    source, params = _rows_source(
+        model,
+        columns,
+        [
+            [*(_sql_value(v) for v in key), *(rows[key].get(c, 0) for c in amounts)]
+            for key in sorted(rows, key=lambda k: k[1:])
+        ],
     )
+    updates = ", ".join(
+        f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in amounts
+    )
+    # Only quoted identifiers and placeholders are formatted in; values are params.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
+        f"{source} "
+        f"ON CONFLICT ({', '.join(qn(c) for c in unique)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 @with_retries
@@ -636,7 +784,9 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
     emails = {ev.raw["user"].strip().lower() for ev in live}
     users = {
         u.email: u
-        for u in User.objects.select_related("organization").filter(email__in=emails)
+        for u in User.objects.select_related("organization")
+        .only("email", "organization", "organization__store_prompt_excerpts")
+        .filter(email__in=emails)
     }
     models = {
         m.key: m
@@ -698,30 +848,7 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
         )
         to_insert.append(ev)
 
-    inserted = _insert_events(
-        [
-            UsageEvent(
-                event_id=ev.event_id,
-                organization_id=ev.user.organization_id,
-                user_id=ev.user.pk,
-                model_id=ev.model.pk,
-                token_type=ev.token_type,
-                prompt_tokens=ev.prompt,
-                completion_tokens=ev.completion,
-                tokens=ev.charge,
-                input_rate=ev.model.input_rate,
-                output_rate=ev.model.output_rate,
-                occurred_at=ev.occurred_at,
-                received_at=now,
-                hold_id=ev.hold_id,
-                application=ev.application,
-                prompt_excerpt=ev.prompt_excerpt,
-                response_excerpt=ev.response_excerpt,
-                payload_digest=ev.digest,
-            )
-            for ev in to_insert
-        ]
-    )
+    inserted = _insert_events(_event_rows(to_insert, now))
     lost = [ev for ev in to_insert if ev.event_id not in inserted]
     if lost:
         # A concurrent batch wrote these first: classify against what it wrote.
@@ -813,26 +940,8 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
     _update_counters(used, released)
     if not daily:
         return
-    DailyUsage.objects.bulk_create(
-        [
-            DailyUsage(organization_id=o, user_id=u, model_id=m, token_type=t, day=d)
-            for (o, u, m, t, d) in sorted(daily, key=lambda k: k[1:])
-        ],
-        ignore_conflicts=True,
-    )
-    rows = (
-        DailyUsage.objects.select_for_update()
-        .filter(user_id__in={k[1] for k in daily}, day__in={k[4] for k in daily})
-        .order_by("id")
-        .values_list(
-            "id", "organization_id", "user_id", "model_id", "token_type", "day"
-        )
-    )
     _case_update(
         DailyUsage,
-        {
-            pk: {"tokens": daily[key][0], "events": daily[key][1]}
-            for pk, *rest in rows
-            if (key := tuple(rest)) in daily
-        },
+        ("user_id", "model_id", "token_type", "day"),
+        {key: {"tokens": cell[0], "events": cell[1]} for key, cell in daily.items()},
     )
