@@ -44,3 +44,10 @@ fmt: venv
 
 clean:
 	rm -rf $(VENV) staticfiles db.sqlite3 db.sqlite3-*
+
+# Performance harness (PostgreSQL required; creates and drops its own database).
+# SCALE=full make bench for the full dataset; ONLY=B1,B3 to pick benchmarks.
+SCALE ?= small
+ONLY ?=
+bench: venv
+	$(PY) -m bench --scale $(SCALE) $(if $(ONLY),--only $(ONLY),)

@@ -225,7 +225,15 @@ class UsageCounter(models.Model):
     held = models.BigIntegerField(default=0)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "period", "token_type"])]
+        indexes = [
+            # Covering: the org's totals for a month (used, held) are read from the
+            # index alone, on every panel page.
+            models.Index(
+                fields=["organization", "period", "token_type"],
+                include=["used", "held"],
+                name="counter_org_period_idx",
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "token_type", "period"],
@@ -363,7 +371,13 @@ class DailyUsage(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["organization", "day"], name="daily_org_day_idx"),
+            # Covering: Token Statistics aggregates a range of days from the index
+            # alone (index-only scans), without visiting the table.
+            models.Index(
+                fields=["organization", "day"],
+                include=["token_type", "user", "model", "tokens", "events"],
+                name="daily_org_day_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -303,7 +303,7 @@ class EventExportView(StatisticsExportView):
         if connection.vendor != "postgresql":
             return super().response(filename, period)
         sql, params = selectors.usage_events_copy(self.org, period)
-        response = StreamingHttpResponse(
+        response = CoalescedStreamingHttpResponse(
             _copy_lines(self.header, sql, params),
             content_type="text/csv; charset=utf-8",
         )
@@ -326,3 +326,24 @@ def _copy_lines(header: list[str], sql: str, params: list):
     with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
         for row in copy:
             yield bytes(row[:-1]) + b"\r\n"
+
+
+class CoalescedStreamingHttpResponse(StreamingHttpResponse):
+    """A streaming response whose rows reach the WSGI server in blocks of about
+    64 KB: one socket write per block, not one per row (a million rows are a
+    million ``send`` calls otherwise, half of the worker's time). The content is
+    the same bytes, still streamed (memory stays flat); ``streaming_content``
+    itself is unchanged, one piece per row."""
+
+    block_size = 64 * 1024
+
+    def __iter__(self):
+        pending, size = [], 0
+        for piece in self.streaming_content:
+            pending.append(piece)
+            size += len(piece)
+            if size >= self.block_size:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
