@@ -110,6 +110,9 @@ def main(argv=None) -> int:
     args = parse(argv)
     began = time.monotonic()
     db_name = f"asksage_bench_{args.scale}"
+    if not (args.keep_db or args.reuse_db):
+        # A throwaway run gets its own database, so two runs never collide.
+        db_name += f"_{os.getpid()}"
     base = args.pg.rstrip("/")
     db_url = f"{base}/{db_name}"
     work = Path(tempfile.mkdtemp(prefix="asksage-bench-"))
@@ -143,6 +146,7 @@ def main(argv=None) -> int:
     spec = dataset.scale(args.scale)
     server = None
     rows = []
+    loads: dict[str, str] = {}
     ok = False
     try:
         if created:
@@ -184,7 +188,8 @@ def main(argv=None) -> int:
             ref = bm.signed_in(server.port, ctx.ref_admin, ctx.password)
         dsn = db_url.replace("postgres://", "postgresql://")
         for name in args.selected:
-            log(f"{name} …")
+            log(f"{name} … (load average {_load()})")
+            loads[name] = _load()
             t = time.monotonic()
             if name == "B3":
                 rows += bm.b3(ctx, spec, big, ref)
@@ -199,6 +204,7 @@ def main(argv=None) -> int:
             elif name == "B6":
                 rows += bm.b6(ctx, spec)
             log(f"{name} took {time.monotonic() - t:.0f} s")
+            loads[name] += f" → {_load()}"
         ok = True
     finally:
         if server is not None:
@@ -238,6 +244,7 @@ def main(argv=None) -> int:
         elapsed=elapsed,
         ledger_seconds=ledger_seconds,
         reused=not created,
+        loads=loads,
     )
     print()
     print(table)
@@ -248,6 +255,14 @@ def main(argv=None) -> int:
         f"{elapsed / 60:.1f} min; written to {path}"
     )
     return 0
+
+
+def _load() -> str:
+    """The 1-minute load average (other work on the machine shows here)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def _pg_version(dsn: str) -> str:
