@@ -18,7 +18,7 @@ def table(rows) -> str:
 
 
 def write_results(
-    path: Path, rows, *, scale, info, ctx, elapsed, ledger_seconds, reused
+    path: Path, rows, *, scale, info, ctx, elapsed, ledger_seconds, reused, loads
 ) -> str:
     text = table(rows)
     details = [f"- {r.name}: {r.detail}" for r in rows if r.detail]
@@ -41,6 +41,9 @@ def write_results(
         + (" (reused from a kept database)" if reused else "")
         + f"; check_ledger on it: clean, {ledger_seconds:,.0f} s",
         f"- whole run (build, checks, server, benchmarks): {elapsed / 60:.1f} min",
+        "- 1-minute load average before → after each benchmark (2 cores; other "
+        "work on the machine shows here): "
+        + ", ".join(f"{name} {load}" for name, load in loads.items()),
         "",
         "## Results",
         "",
