@@ -108,33 +108,16 @@ def apply_limits(
     """Write new limits and their AllocationChange rows (linked to the action's one
     audit event, and to the token request or distribution run that caused them).
     The caller holds the locks and has checked the pool."""
-    changes = []
-    now = timezone.now()
-    for token_type, limit in new_limits.items():
-        allocation = allocations[(user.pk, token_type)]
-        delta = limit - allocation.limit
-        if delta == 0:
-            continue
-        allocation.limit = limit
-        allocation.save(update_fields=["limit"])
-        changes.append(
-            AllocationChange(
-                organization_id=user.organization_id,
-                user=user,
-                token_type=token_type,
-                delta=delta,
-                new_limit=limit,
-                source=source,
-                actor=actor,
-                note=note[:500],
-                audit_event=audit_event,
-                token_request=token_request,
-                distribution_run=distribution_run,
-                time=now,
-            )
-        )
-    AllocationChange.objects.bulk_create(changes)
-    return changes
+    return apply_limit_rows(
+        [
+            (user, token_type, limit, source, audit_event, note)
+            for token_type, limit in new_limits.items()
+        ],
+        allocations=allocations,
+        actor=actor,
+        token_request=token_request,
+        distribution_run=distribution_run,
+    )
 
 
 def apply_limit_rows(
@@ -142,6 +125,7 @@ def apply_limit_rows(
     *,
     allocations: dict[tuple[int, str], Allocation],
     actor: User | None,
+    token_request=None,
     distribution_run=None,
 ) -> list[AllocationChange]:
     """``apply_limits`` for many users at once, in a constant number of queries:
@@ -167,6 +151,7 @@ def apply_limit_rows(
                 actor=actor,
                 note=note[:500],
                 audit_event=audit_event,
+                token_request=token_request,
                 distribution_run=distribution_run,
                 time=now,
             )
