@@ -40,6 +40,7 @@ from tokens.services import (
     user_ban,
     user_deactivate,
 )
+from tokens.services.distribution import auto_increase, runs
 
 pytestmark = pytest.mark.django_db
 
@@ -632,7 +633,7 @@ def test_an_empty_pool_gives_no_bump_and_takes_no_lock(acme, key, simple):
     ann = person(acme, "ann@acme.example", inference=1_000_000)
     person(acme, "big@acme.example", inference=9_000_000)  # nothing unallocated
     with mock.patch.object(
-        engine, "lock_organization", wraps=engine.lock_organization
+        auto_increase, "lock_organization", wraps=auto_increase.lock_organization
     ) as lock:
         use(key, ann, 950_000)
     assert limit(ann) == 1_000_000 and auto_changes() == []
@@ -1029,7 +1030,7 @@ def test_run_is_atomic_a_failure_midway_changes_nothing(acme, boss):
         person(acme, f"u{i}@acme.example", inference=300_000, embedding=300_000)
         for i in range(3)
     ]
-    real = engine.apply_limit_rows
+    real = runs.apply_limit_rows
 
     def flaky(*args, **kwargs):
         # The limits and their changes are written, then the run fails.
@@ -1038,7 +1039,7 @@ def test_run_is_atomic_a_failure_midway_changes_nothing(acme, boss):
 
     before = (AllocationChange.objects.count(), AuditEvent.objects.count())
     with (
-        mock.patch.object(engine, "apply_limit_rows", side_effect=flaky),
+        mock.patch.object(runs, "apply_limit_rows", side_effect=flaky),
         pytest.raises(RuntimeError, match="disk full"),
     ):
         engine.distribution_run(actor=boss, organization=acme)
@@ -1289,7 +1290,7 @@ def test_the_fast_path_finds_only_counters_past_the_lowest_trigger(acme, key, si
     ann = person(acme, "ann@acme.example", inference=1_000_000)
     period = period_of(timezone.now())
     use(key, ann, 500_000)  # below 90%: the trigger would not even be looked at
-    assert engine._candidates({(ann.pk, INF)}, period) == []
+    assert auto_increase._candidates({(ann.pk, INF)}, period) == []
     Allocation.objects.filter(user=ann, token_type=INF).update(limit=555_555)
-    (row,) = engine._candidates({(ann.pk, INF)}, period)  # 90.0001%
+    (row,) = auto_increase._candidates({(ann.pk, INF)}, period)  # 90.0001%
     assert (row["user_id"], row["used"], row["limit"]) == (ann.pk, 500_000, 555_555)

@@ -1,0 +1,142 @@
+"""Per-user overrides of the distribution policy (SPEC §6): an own floor and/or
+ceiling, exemptions from auto-increase and reclamation, a note."""
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts import audit
+from accounts.models import Organization, User
+from tokens.models import UserOverride
+from tokens.services.allocations import ensure_can_manage, fmt, lock_organization
+from tokens.services.distribution._common import Action, _is_int
+
+
+def _override_state(override: UserOverride | None) -> dict:
+    if override is None:
+        return {}
+    return {
+        "floor": override.floor,
+        "ceiling": override.ceiling,
+        "exempt_auto_increase": override.exempt_auto_increase,
+        "exempt_reclamation": override.exempt_reclamation,
+        "note": override.note,
+    }
+
+
+def override_set(
+    *,
+    actor: User | None,
+    organization: Organization,
+    user: User,
+    floor: int | None,
+    ceiling: int | None,
+    exempt_auto_increase: bool,
+    exempt_reclamation: bool,
+    note: str = "",
+) -> UserOverride:
+    """Create or update a user's override (own floor and/or ceiling, exemptions, a
+    note); one OVERRIDE_SET event with before/after, none when nothing changed."""
+    ensure_can_manage(actor, organization)
+    errors: dict[str, str] = {}
+    if user.organization_id != organization.pk:
+        errors[NON_FIELD_ERRORS] = _("This user is not in this organization.")
+    if floor is not None and (not _is_int(floor) or floor < 0):
+        errors["floor"] = _(
+            "The floor must be a whole number of tokens, 0 or more, or empty to "
+            "use the policy's floor."
+        )
+    if ceiling is not None and (not _is_int(ceiling) or ceiling < 0):
+        errors["ceiling"] = _(
+            "The ceiling must be a whole number of tokens, 0 or more, or empty to "
+            "use the policy's ceiling."
+        )
+    if (
+        "floor" not in errors
+        and "ceiling" not in errors
+        and floor is not None
+        and ceiling is not None
+        and ceiling < floor
+    ):
+        errors["ceiling"] = _(
+            "The ceiling (%(ceiling)s) must be at least the floor (%(floor)s)."
+        ) % {"ceiling": fmt(ceiling), "floor": fmt(floor)}
+    for name, value in (
+        ("exempt_auto_increase", exempt_auto_increase),
+        ("exempt_reclamation", exempt_reclamation),
+    ):
+        if not isinstance(value, bool):
+            errors[name] = _("Choose yes or no.")
+    note = note or ""
+    if not isinstance(note, str) or len(note) > 500:
+        errors["note"] = _("The note is at most 500 characters.")
+    if not errors and (
+        floor is None
+        and ceiling is None
+        and not exempt_auto_increase
+        and not exempt_reclamation
+    ):
+        errors[NON_FIELD_ERRORS] = _(
+            "An override needs a floor, a ceiling or an exemption; otherwise the "
+            "policy applies as it is."
+        )
+    if errors:
+        raise ValidationError(errors)
+    state = {
+        "floor": floor,
+        "ceiling": ceiling,
+        "exempt_auto_increase": exempt_auto_increase,
+        "exempt_reclamation": exempt_reclamation,
+        "note": note,
+    }
+    with transaction.atomic():
+        lock_organization(organization)
+        override = (
+            UserOverride.objects.select_for_update().filter(user_id=user.pk).first()
+        )
+        before = _override_state(override)
+        if before == state:
+            return override
+        if override is None:
+            override = UserOverride(organization=organization, user=user)
+        for name, value in state.items():
+            setattr(override, name, value)
+        override.organization = organization
+        override.updated_at = timezone.now()
+        override.save()
+        audit.record(
+            action=Action.OVERRIDE_SET,
+            actor=actor,
+            organization=organization,
+            target=user,
+            before={k: v for k, v in before.items() if state[k] != v} or None,
+            after={k: v for k, v in state.items() if before.get(k) != v},
+        )
+    return override
+
+
+def override_remove(
+    *, actor: User | None, organization: Organization, user: User
+) -> None:
+    """Remove a user's override: the policy applies to them again."""
+    ensure_can_manage(actor, organization)
+    with transaction.atomic():
+        lock_organization(organization)
+        override = (
+            UserOverride.objects.select_for_update()
+            .filter(user_id=user.pk, organization=organization)
+            .first()
+        )
+        if override is None:
+            raise ValidationError(_("This user has no override."))
+        before = _override_state(override)
+        override.delete()
+        audit.record(
+            action=Action.OVERRIDE_REMOVED,
+            actor=actor,
+            organization=organization,
+            target=user,
+            before=before,
+            after=None,
+        )
