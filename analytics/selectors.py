@@ -1,28 +1,56 @@
 """Every read of Analytics → Token Statistics (SPEC §8), scoped to one organization.
 
-The page reads only rollups and small tables: ``DailyUsage`` (grouped in the database),
-``Purchase``, ``Allocation``, ``UsageCounter`` (through ``tokens.selectors``) and
-``TokenRequest``. Each function is one query (``org_summary`` three) whatever the number
-of days, months, users or events, so the page's query count is constant. Only the raw
-events export reads ``UsageEvent``, lazily, for streaming.
+The page reads only rollups and small tables, grouped in the database: ``Purchase``,
+``Allocation``, ``UsageCounter`` (through ``tokens.selectors``), ``TokenRequest`` and
+the usage rollups, the coarsest that answers each figure:
+
+- ``OrgDailyUsage`` (per organization, model, type and day: a few rows a day) for the
+  organization-wide figures: used, the daily chart, the monthly trend, usage by model.
+- Active and top users need the user: ``MonthlyUsage`` (a row per user, type and month)
+  for the whole months of the range, ``DailyUsage`` for the days before and after them
+  (a range need not start or end on a month's edge), combined with UNION ALL and then
+  grouped, so the figures are exact for any range (``_user_rows``).
+
+Each function is one query (``org_summary`` three) whatever the number of days, months,
+users or events, so the page's query count is constant. The user export reads
+``DailyUsage``; only the raw events export reads ``UsageEvent``, lazily, for streaming.
 
 Usage keeps the organization it was recorded under (a member who left still counts
-here), so every usage query filters ``DailyUsage.organization``, never the user's
+here), so every usage query filters the rollup's ``organization``, never the user's
 current organization.
 """
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, TruncMonth
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce, TruncMonth
 
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import last_day, next_period, period_of
 from tokens import selectors as token_selectors
-from tokens.models import Allocation, DailyUsage, Purchase, TokenRequest, TokenType
+from tokens.models import (
+    Allocation,
+    DailyUsage,
+    MonthlyUsage,
+    OrgDailyUsage,
+    Purchase,
+    TokenRequest,
+    TokenType,
+)
 
 TYPES: tuple[str, ...] = (TokenType.INFERENCE.value, TokenType.EMBEDDING.value)
 # "At most 2 years": 731 days covers any two consecutive years, leap day included.
@@ -93,18 +121,87 @@ class StatsPeriod:
         }
 
 
-def _daily(org: Organization, period: StatsPeriod, *, months=None) -> QuerySet:
-    """The org's rollup rows in the range (or in ``months``) for the types shown."""
+def _daily(
+    org: Organization, period: StatsPeriod, *, months=None, model=DailyUsage
+) -> QuerySet:
+    """The org's rows of a daily rollup (``DailyUsage`` or ``OrgDailyUsage``) in the
+    range (or in ``months``) for the types shown."""
     if months:
         first, last = months[0], last_day(months[-1])
     else:
         first, last = period.start, period.end
-    return DailyUsage.objects.filter(
+    return model.objects.filter(
         organization=org,
         day__gte=first,
         day__lte=last,
         token_type__in=period.token_types,
     ).order_by()
+
+
+def _org_daily(org: Organization, period: StatsPeriod, *, months=None) -> QuerySet:
+    """The org's organization-level daily rows in the range (or in ``months``)."""
+    return _daily(org, period, months=months, model=OrgDailyUsage)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A range of days as the whole months inside it and the days before and after
+    them; each part is (first, last), empty when last < first."""
+
+    before: tuple[dt.date, dt.date]
+    months: tuple[dt.date, dt.date]
+    after: tuple[dt.date, dt.date]
+
+
+def _split(start: dt.date, end: dt.date) -> _Split:
+    one_day = dt.timedelta(days=1)
+    first = start if start.day == 1 else next_period(start)  # first whole month
+    stop = next_period(end) if end == last_day(end) else period_of(end)
+    if first >= stop:  # no whole month: every day is read day by day
+        return _Split((start, end), (first, first - one_day), (end + one_day, end))
+    return _Split((start, first - one_day), (first, stop - one_day), (stop, end))
+
+
+def _user_rows(
+    org: Organization,
+    period: StatsPeriod,
+    *,
+    monthly: Callable[[QuerySet], QuerySet],
+    daily: Callable[[QuerySet], QuerySet],
+) -> tuple[str, list]:
+    """SQL (and its parameters) of the org's usage with the user in the range, for
+    the types shown: ``monthly(rows)`` of ``MonthlyUsage`` for the whole months, then
+    ``daily(rows)`` of ``DailyUsage`` for the days before and after them, in one
+    UNION ALL (the columns are the first part's; ``daily`` may group its rows by
+    user, which keeps the union small when the edges are long). The caller groups
+    the union: tokens and events add up, the last day is a maximum, users are
+    counted distinct. The three parts are always there (an empty one selects
+    nothing), so the SQL has one shape whatever the range."""
+    split = _split(period.start, period.end)
+    some_types = len(period.token_types) < len(TYPES)
+
+    def rows(model, **filters) -> QuerySet:
+        queryset = model.objects.filter(organization=org, **filters).order_by()
+        # Every type shown: no filter (the column test costs on every row).
+        if some_types:
+            queryset = queryset.filter(token_type__in=period.token_types)
+        return queryset
+
+    first, last = split.months
+    parts = [monthly(rows(MonthlyUsage, month__gte=first, month__lte=last))]
+    for first, last in (split.before, split.after):
+        parts.append(daily(rows(DailyUsage, day__gte=first, day__lte=last)))
+    compiled = [part.query.sql_with_params() for part in parts]
+    return (
+        " UNION ALL ".join(sql for sql, _params in compiled),
+        [p for _sql, params in compiled for p in params],
+    )
+
+
+def _fetch(sql: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _by_type(rows, value: str = "tokens") -> dict[str, int]:
@@ -183,11 +280,34 @@ def kpis(org: Organization, period: StatsPeriod) -> Kpis:
     used and active users (in the range), requests pending (now); per type too."""
     types = period.token_types
     summary = token_selectors.org_summary(org)
-    daily = _daily(org, period)
-    used = _by_type(daily.values("token_type").annotate(tokens=Sum("tokens")))
-    active = _by_type(
-        daily.values("token_type").annotate(users=Count("user_id", distinct=True)),
-        "users",
+    used = _by_type(
+        _org_daily(org, period).values("token_type").annotate(tokens=Sum("tokens"))
+    )
+    rows, params = _user_rows(
+        org,
+        period,
+        monthly=lambda q: q.values("user_id", "token_type"),
+        daily=lambda q: q.values("user_id", "token_type").distinct(),
+    )
+    # One column per type (not GROUP BY token_type: no sort on the text column).
+    # Only Django's compiled subqueries are formatted in; values are parameters.
+    counts = ", ".join(
+        ["COUNT(DISTINCT CASE WHEN r.token_type = %s THEN r.user_id END)"] * len(TYPES)
+    )
+    [per_type] = _fetch(
+        f"SELECT {counts} FROM ({rows}) r",  # noqa: S608
+        [*TYPES, *params],
+    )
+    active = dict(zip(TYPES, per_type, strict=True))
+    rows, params = _user_rows(
+        org,
+        period,
+        monthly=lambda q: q.values("user_id"),
+        daily=lambda q: q.values("user_id").distinct(),
+    )
+    [(active_overall,)] = _fetch(
+        f"SELECT COUNT(DISTINCT r.user_id) FROM ({rows}) r",  # noqa: S608
+        params,
     )
     pending = _by_type(
         TokenRequest.objects.filter(
@@ -205,9 +325,7 @@ def kpis(org: Organization, period: StatsPeriod) -> Kpis:
         allocated=Figure({t: summary[t].allocated for t in TYPES}, types),
         used=Figure(used, types),
         unallocated=Figure({t: summary[t].unallocated for t in TYPES}, types),
-        active_users=Figure(
-            active, types, overall=daily.values("user_id").distinct().count()
-        ),
+        active_users=Figure(active, types, overall=active_overall),
         pending_requests=Figure(pending, types),
     )
 
@@ -229,7 +347,7 @@ def daily_usage(org: Organization, period: StatsPeriod) -> list[DayRow]:
     """One row per day of the range (zeros included), tokens per type shown."""
     cells = {
         (row["day"], row["token_type"]): row["tokens"]
-        for row in _daily(org, period)
+        for row in _org_daily(org, period)
         .values("day", "token_type")
         .annotate(tokens=Sum("tokens"))
     }
@@ -260,7 +378,7 @@ def monthly_usage(org: Organization, period: StatsPeriod) -> list[MonthRow]:
     months = period.trend_months
     cells: dict[dt.date, dict[str, int]] = {}
     for row in (
-        _daily(org, period, months=months)
+        _org_daily(org, period, months=months)
         .annotate(month=TruncMonth("day"))
         .values("month", "token_type")
         .annotate(tokens=Sum("tokens"), events=Sum("events"))
@@ -301,7 +419,7 @@ def usage_by_model(org: Organization, period: StatsPeriod) -> list[ModelRow]:
     in the range, biggest first."""
     models: dict[int, dict] = {}
     for row in (
-        _daily(org, period)
+        _org_daily(org, period)
         .values("model_id", "model__key", "model__name", "token_type")
         .annotate(tokens=Sum("tokens"), events=Sum("events"))
     ):
@@ -350,53 +468,55 @@ def top_users(
     """The ``limit`` biggest users in the range (``total`` = the range's usage, for
     the share). ``last_active`` is their last day with usage in the range;
     ``is_member`` is false for someone who has since left the organization."""
-    # Totals per user first, then the join for the email (the tie-breaker) and the
-    # names: on the grouped rows, one per user, not on every daily row (a month of
-    # a 10,000-user organization is ~300,000 of them).
-    totals = (
-        _daily(org, period)
-        .values("user_id")
-        .annotate(tokens=Sum("tokens"), events=Sum("events"), last_day=Max("day"))
+    rows, params = _user_rows(
+        org,
+        period,
+        monthly=lambda q: q.values("user_id", "tokens", "events", "last_day"),
+        # bigint sums, as the monthly part's columns: numeric ones (what SUM of a
+        # bigint gives on PostgreSQL) would make the whole union numeric, slow to add.
+        daily=lambda q: q.values("user_id").annotate(
+            total=Cast(Sum("tokens"), BigIntegerField()),
+            count=Cast(Sum("events"), BigIntegerField()),
+            last=Max("day"),
+        ),
     )
-    inner, params = totals.query.sql_with_params()
     qn = connection.ops.quote_name
     users = qn(User._meta.db_table)
-    # Only quoted identifiers and Django's compiled subquery are formatted in.
+    # Totals per user first; then only the users ranked within the first ``limit``
+    # by tokens (ties included) are joined for the email (the tie-breaker) and the
+    # names, not every user with usage (10,000 in a big organization).
+    # Only quoted identifiers and Django's compiled subqueries are formatted in.
     sql = (
         "SELECT t.user_id, u.email, u.first_name, u.last_name, "  # noqa: S608
-        f"u.organization_id, t.tokens, t.events, t.last_day FROM ({inner}) t "
-        f"JOIN {users} u ON u.id = t.user_id ORDER BY t.tokens DESC, u.email "
-        "LIMIT %s"
+        "u.organization_id, t.tokens, t.events, t.last_day FROM ("
+        "SELECT g.user_id, g.tokens, g.events, g.last_day, "
+        "RANK() OVER (ORDER BY g.tokens DESC) AS place FROM ("
+        "SELECT r.user_id, SUM(r.tokens) AS tokens, SUM(r.events) AS events, "
+        f"MAX(r.last_day) AS last_day FROM ({rows}) r GROUP BY r.user_id) g) t "
+        f"JOIN {users} u ON u.id = t.user_id WHERE t.place <= %s "
+        "ORDER BY t.tokens DESC, u.email LIMIT %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*params, limit))
-        names = [c[0] for c in cursor.description]
-        found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    rows = [
-        {
-            "user_id": row["user_id"],
-            "user__email": row["email"],
-            "user__first_name": row["first_name"],
-            "user__last_name": row["last_name"],
-            "user__organization_id": row["organization_id"],
-            "tokens": row["tokens"],
-            "events": row["events"],
-            "last_day": _as_date(row["last_day"]),
-        }
-        for row in found
-    ]
     return [
         TopUser(
-            user_id=row["user_id"],
-            email=row["user__email"],
-            name=f"{row['user__first_name']} {row['user__last_name']}".strip(),
-            tokens=row["tokens"],
-            events=row["events"],
-            share=_share(row["tokens"], total),
-            last_active=row["last_day"],
-            is_member=row["user__organization_id"] == org.pk,
+            user_id=user_id,
+            email=email,
+            name=f"{first_name} {last_name}".strip(),
+            tokens=int(tokens),
+            events=int(events),
+            share=_share(int(tokens), total),
+            last_active=_as_date(last_active),
+            is_member=organization_id == org.pk,
         )
-        for row in rows
+        for (
+            user_id,
+            email,
+            first_name,
+            last_name,
+            organization_id,
+            tokens,
+            events,
+            last_active,
+        ) in _fetch(sql, (*params, limit, limit))
     ]
 
 

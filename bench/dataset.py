@@ -11,7 +11,8 @@ row by row through the ORM, and consistent with every ledger invariant (DESIGN Â
   raises them, which is what B6 measures).
 - Usage events spread evenly over the last 365 days (per organization in time
   order, unique event ids (6), no holds), then ``UsageCounter.used`` and
-  ``DailyUsage`` computed from them by SQL aggregates (3, 5); no open holds (4).
+  ``DailyUsage`` computed from them by SQL aggregates (3, 5), and ``OrgDailyUsage``
+  and ``MonthlyUsage`` from ``DailyUsage`` (5b, 5c); no open holds (4).
 - Pending token requests (1 % of the users, at least 30 per organization, so the
   queue's first page is full at both scales) and denied ones (1 %), with their
   audit events; filler audit events (sign-ins, sign-outs, exports) up to the
@@ -496,6 +497,26 @@ def build(spec: Scale) -> Context:
             FROM tokens_usageevent GROUP BY 1, 2, 3, 4, 5
             """,
         )
+        step(
+            "organization daily usage",
+            """
+            INSERT INTO tokens_orgdailyusage (organization_id, model_id, token_type,
+                day, tokens, events)
+            SELECT organization_id, model_id, token_type, day, sum(tokens),
+                sum(events)
+            FROM tokens_dailyusage GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            """,
+        )
+        step(
+            "monthly usage",
+            """
+            INSERT INTO tokens_monthlyusage (organization_id, user_id, token_type,
+                month, tokens, events, last_day)
+            SELECT organization_id, user_id, token_type,
+                date_trunc('month', day)::date, sum(tokens), sum(events), max(day)
+            FROM tokens_dailyusage GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            """,
+        )
 
         # --- filler audit events up to each organization's share -------------------
         c.execute(
@@ -546,6 +567,8 @@ def build(spec: Scale) -> Context:
             "tokens_allocationchange",
             "tokens_usagecounter",
             "tokens_dailyusage",
+            "tokens_orgdailyusage",
+            "tokens_monthlyusage",
             "tokens_tokenrequest",
             "tokens_purchase",
         ):
@@ -599,6 +622,8 @@ def build(spec: Scale) -> Context:
             "tokens_usageevent",
             "accounts_auditevent",
             "tokens_dailyusage",
+            "tokens_orgdailyusage",
+            "tokens_monthlyusage",
             "tokens_usagecounter",
             "tokens_allocation",
             "tokens_allocationchange",
@@ -616,6 +641,8 @@ def build(spec: Scale) -> Context:
             ("usage events", "tokens_usageevent"),
             ("audit events", "accounts_auditevent"),
             ("daily usage rows", "tokens_dailyusage"),
+            ("organization daily usage rows", "tokens_orgdailyusage"),
+            ("monthly usage rows", "tokens_monthlyusage"),
             ("usage counters", "tokens_usagecounter"),
             ("allocation changes", "tokens_allocationchange"),
         ):

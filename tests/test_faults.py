@@ -31,6 +31,8 @@ from tokens.models import (
     DailyUsage,
     DistributionRun,
     Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
     Purchase,
     UsageCounter,
     UsageEvent,
@@ -73,6 +75,16 @@ def snapshot() -> dict:
         ),
         "daily": sorted(
             DailyUsage.objects.values_list("user_id", "day", "tokens", "events")
+        ),
+        "org_daily": sorted(
+            OrgDailyUsage.objects.values_list(
+                "organization_id", "model_id", "day", "tokens", "events"
+            )
+        ),
+        "monthly": sorted(
+            MonthlyUsage.objects.values_list(
+                "user_id", "token_type", "month", "tokens", "events", "last_day"
+            )
         ),
         "holds": sorted(Hold.objects.values_list("id", "status")),
     }
@@ -261,10 +273,26 @@ EVENTS_WRITTEN = f"INSERT INTO {table(UsageEvent)}"
         ([EVENTS_WRITTEN], table(UsageCounter)),
         # events and counters written; the daily rollups fail
         ([EVENTS_WRITTEN, table(UsageCounter)], table(DailyUsage)),
-        # everything written; the next statement (auto-increase) fails
+        # events, counters and daily rollups written; the next statement
+        # (auto-increase) fails
         ([EVENTS_WRITTEN, table(UsageCounter), table(DailyUsage)], ""),
+        # all that and auto-increase done; the organization daily rollups fail
+        (
+            [EVENTS_WRITTEN, table(UsageCounter), table(DailyUsage)],
+            table(OrgDailyUsage),
+        ),
+        # and the monthly rollups, written last
+        (
+            [
+                EVENTS_WRITTEN,
+                table(UsageCounter),
+                table(DailyUsage),
+                table(OrgDailyUsage),
+            ],
+            table(MonthlyUsage),
+        ),
     ],
-    ids=["counters", "rollups", "after-rollups"],
+    ids=["counters", "rollups", "auto-increase", "org-rollups", "monthly-rollups"],
 )
 @pytest.mark.parametrize(
     ("error", "status", "code"),

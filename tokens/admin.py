@@ -31,6 +31,8 @@ from tokens.models import (
     AllocationChange,
     DailyUsage,
     Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
     Purchase,
     UsageCounter,
     UsageEvent,
@@ -445,6 +447,30 @@ class DailyUsageAdmin(ReadOnlyAdmin):
     list_filter = ["token_type"]
     search_fields = ["user__email", "organization__name"]
     list_select_related = ["user", "organization", "model"]
+
+
+@admin.register(OrgDailyUsage)
+class OrgDailyUsageAdmin(ReadOnlyAdmin):
+    list_display = ["day", "organization", "model", "token_type", "tokens", "events"]
+    list_filter = ["token_type"]
+    search_fields = ["organization__name", "model__key"]
+    list_select_related = ["organization", "model"]
+
+
+@admin.register(MonthlyUsage)
+class MonthlyUsageAdmin(ReadOnlyAdmin):
+    list_display = [
+        "month",
+        "user",
+        "organization",
+        "token_type",
+        "tokens",
+        "events",
+        "last_day",
+    ]
+    list_filter = ["token_type", "month"]
+    search_fields = ["user__email", "organization__name"]
+    list_select_related = ["user", "organization"]
 
 
 # --- members: extends the accounts admins -------------------------------------------

@@ -27,6 +27,12 @@ What each invariant means here:
    what the counter says until it is expired.
 5. ``DailyUsage`` tokens and events = the sums of ``UsageEvent`` per user, model, type
    and UTC day, in both directions (a rollup without events, events without a rollup).
+5b. ``OrgDailyUsage`` tokens and events = the sums of ``DailyUsage`` per organization,
+   model, type and day, in both directions.
+5c. ``MonthlyUsage`` tokens and events = the sums of ``DailyUsage`` per organization,
+   user, type and month, and its ``last_day`` = their latest day, in both
+   directions. (5b and 5c compare with ``DailyUsage``, a few times smaller than the
+   events; with 5 they tie the coarser rollups to the events.)
 6. An ``event_id`` appears once (the unique constraint guarantees it; checked anyway)
    and a (service key, request_id) opens at most one hold.
 7. Not checkable after the fact (usage without a hold may legitimately pass the
@@ -52,13 +58,21 @@ from django.db.models import (
     Count,
     DateField,
     F,
+    Max,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
     Sum,
 )
-from django.db.models.functions import Cast, TruncDate, TruncMonth
+from django.db.models.functions import (
+    Cast,
+    ExtractDay,
+    ExtractMonth,
+    ExtractYear,
+    TruncDate,
+    TruncMonth,
+)
 
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import label, last_day, period_of
@@ -67,6 +81,8 @@ from tokens.models import (
     Allocation,
     AllocationChange,
     Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
     Purchase,
     TokenType,
     UsageCounter,
@@ -88,6 +104,8 @@ NAMES = {
     3: "used = sum of usage events",
     4: "held = sum of open holds",
     5: "daily rollup = usage events",
+    "5b": "organization daily rollup = daily rollup",
+    "5c": "monthly rollup = daily rollup",
     6: "unique ids",
     7: "no negative counters",
     9: "allocation changes audited",
@@ -95,7 +113,7 @@ NAMES = {
 }
 
 
-def _line(invariant: int, detail: str) -> str:
+def _line(invariant: int | str, detail: str) -> str:
     return f"Invariant {invariant} ({NAMES[invariant]}): {detail}"
 
 
@@ -128,7 +146,7 @@ def _emails(user_ids: Iterable[int]) -> dict[int, str]:
     return dict(User.objects.filter(pk__in=set(user_ids)).values_list("id", "email"))
 
 
-def _listed(invariant: int, lines: list[str]) -> list[str]:
+def _listed(invariant: int | str, lines: list[str]) -> list[str]:
     """Cap one check's lines at MAX_LISTED (the queries fetch one more to know)."""
     if len(lines) > MAX_LISTED:
         return [
@@ -386,6 +404,127 @@ def _check_daily(organization: Organization | None) -> list[str]:
     return _listed(5, lines)
 
 
+# --- 5b and 5c. coarser rollups = daily rollup ----------------------------------------
+
+
+def _day_number(field: str):
+    """A date as the integer YYYYMMDD: what ``_differences`` can add up and compare
+    on every backend, and a maximum of it is the latest day."""
+    return ExtractYear(field) * 10000 + ExtractMonth(field) * 100 + ExtractDay(field)
+
+
+def _from_day_number(value) -> str:
+    number = int(value or 0)
+    return f"{number // 10000:04d}-{number // 100 % 100:02d}-{number % 100:02d}"
+
+
+def _check_org_daily(organization: Organization | None) -> list[str]:
+    keys = ["k_org", "k_model", "k_type", "k_day"]
+    rollup = _scoped(OrgDailyUsage.objects.all(), organization).values(
+        k_org=F("organization_id"),
+        k_model=F("model_id"),
+        k_type=F("token_type"),
+        k_day=F("day"),
+        v_0=F("tokens"),
+        v_1=F("events"),
+    )
+    daily = (
+        _scoped(Daily.objects.all(), organization)
+        .order_by()
+        .values(
+            k_org=F("organization_id"),
+            k_model=F("model_id"),
+            k_type=F("token_type"),
+            k_day=F("day"),
+        )
+        .annotate(v_0=Sum("tokens"), v_1=Sum("events"))
+    )
+    rows = _differences(rollup, daily, keys, ["v_0", "v_1"], right_needs_left=True)
+    names = dict(
+        Organization.objects.filter(pk__in={r[0] for r in rows}).values_list(
+            "id", "name"
+        )
+    )
+    models = dict(
+        AIModel.objects.filter(pk__in={r[1] for r in rows}).values_list("id", "key")
+    )
+    lines = []
+    for row in rows:
+        org_id, model_id, token_type, day, tokens, count, d_tokens, d_count = row[:8]
+        has_rollup = row[8]
+        who = (
+            f"{names.get(org_id)} (id {org_id}), {models.get(model_id, model_id)}, "
+            f"{token_type}, {_day(day)}"
+        )
+        daily_says = f"{_n(d_tokens)} tokens in {_n(d_count)} events"
+        if not has_rollup:
+            detail = (
+                f"no organization daily usage row but the daily usage adds up to "
+                f"{daily_says}."
+            )
+        else:
+            detail = (
+                f"organization daily usage {_n(tokens)} tokens in {_n(count)} events "
+                f"but the daily usage adds up to {daily_says}."
+            )
+        lines.append(_line("5b", f"{who}: {detail}"))
+    return _listed("5b", lines)
+
+
+def _check_monthly(organization: Organization | None) -> list[str]:
+    keys = ["k_org", "k_user", "k_type", "k_month"]
+    rollup = _scoped(MonthlyUsage.objects.all(), organization).values(
+        k_org=F("organization_id"),
+        k_user=F("user_id"),
+        k_type=F("token_type"),
+        k_month=F("month"),
+        v_0=F("tokens"),
+        v_1=F("events"),
+        v_2=_day_number("last_day"),
+    )
+    daily = (
+        _scoped(Daily.objects.all(), organization)
+        .order_by()
+        .values(
+            k_org=F("organization_id"),
+            k_user=F("user_id"),
+            k_type=F("token_type"),
+            # A date on every backend (date_trunc gives a timestamp on PostgreSQL).
+            k_month=Cast(TruncMonth("day"), output_field=DateField()),
+        )
+        .annotate(v_0=Sum("tokens"), v_1=Sum("events"), v_2=Max(_day_number("day")))
+    )
+    rows = _differences(
+        rollup, daily, keys, ["v_0", "v_1", "v_2"], right_needs_left=True
+    )
+    emails = _emails(r[1] for r in rows)
+    names = dict(
+        Organization.objects.filter(pk__in={r[0] for r in rows}).values_list(
+            "id", "name"
+        )
+    )
+    lines = []
+    for row in rows:
+        org_id, user_id, token_type, month, tokens, count, last = row[:7]
+        d_tokens, d_count, d_last, has_rollup = row[7:11]
+        who = (
+            f"{emails.get(user_id, user_id)}, {names.get(org_id)} (id {org_id}), "
+            f"{token_type}, {_month(month)}"
+        )
+        daily_says = f"{_n(d_tokens)} tokens in {_n(d_count)} events"
+        if d_last:
+            daily_says += f", last on {_from_day_number(d_last)}"
+        if not has_rollup:
+            detail = f"no monthly usage row but the daily usage says {daily_says}."
+        else:
+            detail = (
+                f"monthly usage {_n(tokens)} tokens in {_n(count)} events, last on "
+                f"{_from_day_number(last)}, but the daily usage says {daily_says}."
+            )
+        lines.append(_line("5c", f"{who}: {detail}"))
+    return _listed("5c", lines)
+
+
 # --- 6. unique ids -----------------------------------------------------------------
 
 
@@ -530,6 +669,8 @@ CHECKS = [
     _check_used,
     _check_held,
     _check_daily,
+    _check_org_daily,
+    _check_monthly,
     _check_unique,
     _check_non_negative,
     _check_audited,

@@ -394,6 +394,82 @@ class DailyUsage(models.Model):
         return f"{self.user} · {self.model_id} · {self.day}"
 
 
+class OrgDailyUsage(models.Model):
+    """Usage per organization, model, type and day (UTC): ``DailyUsage`` without the
+    user, kept in the same transaction as the events. Token Statistics reads its
+    organization-wide figures here (used, the daily chart, the monthly trend, usage
+    by model): a few rows per day instead of one per user."""
+
+    # No index of its own: the unique key's index starts with it.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="+")
+    token_type = models.CharField(max_length=10, choices=TokenType.choices)
+    day = models.DateField()
+    tokens = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "model", "token_type", "day"],
+                name="orgdailyusage_key_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(tokens__gte=0) & Q(events__gte=0),
+                name="orgdailyusage_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} · {self.model_id} · {self.day}"
+
+
+class MonthlyUsage(models.Model):
+    """Usage per organization, user, type and month (UTC), with the user's last day
+    with usage that month: ``DailyUsage`` without the model and the day, kept in the
+    same transaction as the events. Token Statistics reads active and top users of
+    whole months here (a row per user and month instead of one per day and model)."""
+
+    # No index of its own: the unique key's index starts with it.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    token_type = models.CharField(max_length=10, choices=TokenType.choices)
+    month = models.DateField(help_text=_("First day of the month (UTC)."))
+    tokens = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    last_day = models.DateField(help_text=_("Last day with usage in the month (UTC)."))
+
+    class Meta:
+        indexes = [
+            # Covering: active and top users of a range of months are read from the
+            # index alone (index-only scans), without visiting the table.
+            models.Index(
+                fields=["organization", "month"],
+                include=["token_type", "user", "tokens", "events", "last_day"],
+                name="monthly_org_month_idx",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "user", "token_type", "month"],
+                name="monthlyusage_key_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(tokens__gte=0) & Q(events__gte=0),
+                name="monthlyusage_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.token_type} · {self.month:%Y-%m}"
+
+
 class DistributionPolicy(models.Model):
     """How an organization's pool is handed out (SPEC §6): floors and ceiling,
     auto-increase, reclamation and the rebalancing schedule. One per organization,

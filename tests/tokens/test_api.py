@@ -318,6 +318,62 @@ def test_usage_duplicate_and_conflict(gateway, user):
     assert counter(user).used == 25
 
 
+def test_usage_replay_is_a_duplicate_even_after_the_user_was_banned(gateway, user):
+    assert gateway.post(USAGE, {"events": [event()]}).json()["recorded"] == 1
+    user.is_banned = True
+    user.save(update_fields=["is_banned"])
+    again = gateway.post(USAGE, {"events": [event(), event("ev-2")]}).json()
+    assert again["results"][0] == {"event_id": "ev-1", "status": "duplicate"}
+    # A new event of the banned user is still recorded (SPEC §10: usage is a fact).
+    assert again["results"][1]["status"] == "recorded"
+    assert UsageEvent.objects.count() == 2
+    assert counter(user).used == 50
+
+
+def test_usage_replay_naming_a_model_since_removed_is_a_duplicate(
+    gateway, user, models
+):
+    gateway.post(USAGE, {"events": [event()]})
+    models["gpt"].key = "gpt-renamed"
+    models["gpt"].save()
+    body = gateway.post(USAGE, {"events": [event()]}).json()
+    assert body["results"] == [{"event_id": "ev-1", "status": "duplicate"}]
+    assert counter(user).used == 25
+
+
+def test_usage_event_id_of_another_org_is_refused_without_revealing_it(
+    gateway, user, other_org
+):
+    gateway.post(USAGE, {"events": [event()]})
+    _key, secret = service_key_create(actor=None, name="globex", organization=other_org)
+    body = ApiClient(secret).post(USAGE, {"events": [event()]}).json()
+    assert body["results"][0]["status"] == "rejected"
+    assert body["results"][0]["error"] == "forbidden"
+    assert UsageEvent.objects.count() == 1
+
+
+def test_usage_duplicate_costs_one_more_query_than_a_fresh_batch(gateway, user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    gateway.post(USAGE, {"events": [event("warm")]})
+    with CaptureQueriesContext(connection) as fresh:
+        gateway.post(USAGE, {"events": [event("ev-1")]})
+    with CaptureQueriesContext(connection) as replay:
+        body = gateway.post(USAGE, {"events": [event("ev-1")]}).json()
+    assert body["duplicates"] == 1
+    sql = [q["sql"] for q in fresh.captured_queries]
+    # The fresh batch never looks events up before inserting them.
+    assert not any(
+        s.startswith("SELECT") and "payload_digest" in s.split("FROM")[0] for s in sql
+    )
+    assert any(
+        "payload_digest" in q["sql"].split("FROM")[0]
+        for q in replay.captured_queries
+        if q["sql"].startswith("SELECT")
+    )
+
+
 def test_usage_repeat_inside_one_batch(gateway, user):
     body = gateway.post(
         USAGE, {"events": [event(), event(), event(prompt_tokens=1)]}

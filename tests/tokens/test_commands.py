@@ -25,6 +25,8 @@ from tokens.models import (
     AllocationChange,
     DailyUsage,
     Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
     Purchase,
     UsageCounter,
     UsageEvent,
@@ -90,6 +92,21 @@ def _grow_hold(world):
 
 def _miscount_daily(world):
     DailyUsage.objects.filter(user=world.admin).update(events=F("events") + 1)
+    # The coarser rollups are checked against the daily rollup: keep them agreeing
+    # with it, so only invariant 5 breaks.
+    row = DailyUsage.objects.get(user=world.admin)
+    OrgDailyUsage.objects.filter(
+        organization=row.organization_id, model=row.model_id, day=row.day
+    ).update(events=F("events") + 1)
+    MonthlyUsage.objects.filter(user=world.admin).update(events=F("events") + 1)
+
+
+def _miscount_org_daily(world):
+    OrgDailyUsage.objects.filter(organization=world.org).update(tokens=F("tokens") + 1)
+
+
+def _misdate_monthly(world):
+    MonthlyUsage.objects.filter(user=world.member).update(last_day=F("month"))
 
 
 def _misfile_audit(world):
@@ -112,6 +129,14 @@ def _automatic_below_minimum(world):
         (_bump_used, "Invariant 3 (used = sum of usage events): member@acme.example"),
         (_grow_hold, "Invariant 4 (held = sum of open holds): member@acme.example"),
         (_miscount_daily, "Invariant 5 (daily rollup = usage events): admin@acme"),
+        (
+            _miscount_org_daily,
+            "Invariant 5b (organization daily rollup = daily rollup): Acme Corp",
+        ),
+        (
+            _misdate_monthly,
+            "Invariant 5c (monthly rollup = daily rollup): member@acme.example",
+        ),
         (_misfile_audit, "Invariant 9 (allocation changes audited): allocation"),
         (_automatic_below_minimum, "Invariant 10 (limits and platform minimum): "),
     ],

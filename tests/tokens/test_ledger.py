@@ -24,6 +24,8 @@ from tokens.models import (
     AllocationChange,
     DailyUsage,
     Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
     Purchase,
     UsageCounter,
     UsageEvent,
@@ -217,6 +219,14 @@ def test_daily_rollup_is_checked_in_both_directions(world):
         events=1,
     )
     violations = check_ledger()
+    # The coarser rollups are checked against the daily rollup: they disagree with
+    # it now too (their own tests are below).
+    assert {v[:13] for v in violations} == {
+        "Invariant 5 (",
+        "Invariant 5b ",
+        "Invariant 5c ",
+    }
+    violations = [v for v in violations if v.startswith("Invariant 5 ")]
     assert len(violations) == 2
     assert violations[0].startswith("Invariant 5 (daily rollup = usage events): ")
     assert violations[0].endswith(
@@ -228,6 +238,89 @@ def test_daily_rollup_is_checked_in_both_directions(world):
         f"inference, {day.isoformat()}: no daily usage row but the events add up to "
         "550 tokens in 1 events."
     )
+
+
+def test_org_daily_rollup_is_checked_in_both_directions(world):
+    acme = f"Acme Corp (id {world.org.pk})"
+    globex = f"Globex (id {world.other.pk})"
+    today = world.now.astimezone(dt.UTC).date()
+    # A changed row: the embedding tokens of Acme today.
+    changed = OrgDailyUsage.objects.get(organization=world.org, model__key="embed")
+    OrgDailyUsage.objects.filter(pk=changed.pk).update(tokens=F("tokens") + 5)
+    # A missing row: Globex's usage today.
+    OrgDailyUsage.objects.filter(organization=world.other).delete()
+    # An extra row: usage of a day without any.
+    OrgDailyUsage.objects.create(
+        organization=world.org,
+        model=changed.model,
+        token_type="embedding",
+        day=today - dt.timedelta(days=40),
+        tokens=7,
+        events=2,
+    )
+    name = "Invariant 5b (organization daily rollup = daily rollup): "
+    assert sorted(check_ledger()) == sorted(
+        [
+            f"{name}{acme}, embed, embedding, {today.isoformat()}: organization "
+            f"daily usage {changed.tokens + 5:,} tokens in 1 events but the daily "
+            f"usage adds up to {changed.tokens:,} tokens in 1 events.",
+            f"{name}{acme}, embed, embedding, "
+            f"{(today - dt.timedelta(days=40)).isoformat()}: organization daily "
+            "usage 7 tokens in 2 events but the daily usage adds up to 0 tokens in 0 "
+            "events.",
+            f"{name}{globex}, gpt-4o, inference, {today.isoformat()}: no "
+            "organization daily usage row but the daily usage adds up to 1,040 "
+            "tokens in 1 events.",
+        ]
+    )
+    assert [v[:13] for v in check_ledger(organization=world.other)] == ["Invariant 5b "]
+
+
+def test_monthly_rollup_is_checked_in_both_directions(world):
+    acme = f"Acme Corp (id {world.org.pk})"
+    today = world.now.astimezone(dt.UTC).date()
+    this_month, last_month = period_of(today), previous_period(period_of(today))
+    # Changed rows: the member's embedding tokens this month; the member's last
+    # day of inference last month (really its last day).
+    MonthlyUsage.objects.filter(user=world.member, token_type="embedding").update(
+        tokens=F("tokens") + 1
+    )
+    MonthlyUsage.objects.filter(
+        user=world.member, token_type="inference", month=last_month
+    ).update(last_day=last_month)
+    # A missing row: the admin's usage this month.
+    MonthlyUsage.objects.filter(user=world.admin).delete()
+    # An extra row: a month the leaver used nothing.
+    MonthlyUsage.objects.create(
+        organization=world.org,
+        user=world.leaver,
+        token_type="inference",
+        month=this_month,
+        tokens=3,
+        events=1,
+        last_day=today,
+    )
+    name = "Invariant 5c (monthly rollup = daily rollup): "
+    last_of_last = (this_month - dt.timedelta(days=1)).isoformat()
+    assert sorted(check_ledger()) == sorted(
+        [
+            f"{name}member@acme.example, {acme}, embedding, {label(this_month)}: "
+            f"monthly usage 4,502 tokens in 1 events, last on {today.isoformat()}, "
+            "but the daily usage says 4,501 tokens in 1 events, last on "
+            f"{today.isoformat()}.",
+            f"{name}member@acme.example, {acme}, inference, {label(last_month)}: "
+            f"monthly usage 1,000 tokens in 1 events, last on "
+            f"{last_month.isoformat()}, but the daily usage says 1,000 tokens in 1 "
+            f"events, last on {last_of_last}.",
+            f"{name}admin@acme.example, {acme}, inference, {label(this_month)}: no "
+            "monthly usage row but the daily usage says 550 tokens in 1 events, "
+            f"last on {today.isoformat()}.",
+            f"{name}leaver@acme.example, {acme}, inference, {label(this_month)}: "
+            f"monthly usage 3 tokens in 1 events, last on {today.isoformat()}, but "
+            "the daily usage says 0 tokens in 0 events.",
+        ]
+    )
+    assert check_ledger(organization=world.other) == []
 
 
 def test_a_check_can_be_scoped_to_one_organization(world):
@@ -299,3 +392,5 @@ def test_usage_events_exist_in_the_world(world):
     # Guard against a vacuous pass: the checks above compared real rows.
     assert UsageEvent.objects.count() == 6
     assert DailyUsage.objects.count() == 5
+    assert OrgDailyUsage.objects.count() == 4
+    assert MonthlyUsage.objects.count() == 5

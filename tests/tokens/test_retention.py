@@ -9,9 +9,16 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.models import AuditEvent
+from asksage_admin.lib.periods import period_of
 from tests.factories import AIModelFactory, UserFactory, fund, give
 from tokens.ledger import check_ledger
-from tokens.models import DailyUsage, UsageCounter, UsageEvent
+from tokens.models import (
+    DailyUsage,
+    MonthlyUsage,
+    OrgDailyUsage,
+    UsageCounter,
+    UsageEvent,
+)
 from tokens.services import metering
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +61,10 @@ def test_prune_dry_run_counts_and_changes_nothing(history, capsys):
     call_command("prune_activity", "--older-than-days", "1095", "--dry-run")
     out = capsys.readouterr().out
     assert "Would remove 1 usage events" in out
+    assert "Would remove 1 organization daily usage" in out
+    assert "Would remove 1 monthly usage" in out
     assert UsageEvent.objects.count() == before
+    assert OrgDailyUsage.objects.count() == MonthlyUsage.objects.count() == 3
     pruned = AuditEvent.objects.filter(action=AuditEvent.Action.ACTIVITY_PRUNED)
     assert not pruned.exists()
 
@@ -69,8 +79,18 @@ def test_prune_removes_old_months_keeps_ledger_exact_and_is_audited(history, cap
     ]
     assert DailyUsage.objects.count() == 2
     assert UsageCounter.objects.count() == 2
+    # The rollups of the pruned month go with it; the two recent months stay.
+    kept = {period_of(timezone.now() - dt.timedelta(days=30 * m)) for m in (2, 0)}
+    assert {
+        d.replace(day=1) for d in OrgDailyUsage.objects.values_list("day", flat=True)
+    } == kept
+    assert set(MonthlyUsage.objects.values_list("month", flat=True)) == kept
+    assert "Removed 1 organization daily usage" in out
+    assert "Removed 1 monthly usage" in out
     event = AuditEvent.objects.get(action=AuditEvent.Action.ACTIVITY_PRUNED)
     assert event.after["usage_events"] == 1
+    assert event.after["organization_daily_usage"] == 1
+    assert event.after["monthly_usage"] == 1
     assert event.after["audit_events"] == 1
     assert AuditEvent.objects.filter(action=AuditEvent.Action.SIGN_IN).count() == 1
     assert check_ledger() == []

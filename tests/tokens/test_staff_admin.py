@@ -66,6 +66,8 @@ SUPERUSER_ONLY_CHANGELISTS = [
     "accounts_auditevent_changelist",
     "tokens_allocationchange_changelist",
     "tokens_dailyusage_changelist",
+    "tokens_orgdailyusage_changelist",
+    "tokens_monthlyusage_changelist",
     "tokens_hold_changelist",
     "tokens_usagecounter_changelist",
 ]
@@ -109,7 +111,16 @@ def test_enterprise_request_detail_is_read_only(sales_client, pending):
 
 
 @pytest.mark.parametrize(
-    "model", ["allocation", "allocationchange", "usageevent", "dailyusage", "hold"]
+    "model",
+    [
+        "allocation",
+        "allocationchange",
+        "usageevent",
+        "dailyusage",
+        "orgdailyusage",
+        "monthlyusage",
+        "hold",
+    ],
 )
 def test_ledger_models_refuse_add(superuser_client, model):
     assert superuser_client.get(admin_url(f"tokens_{model}_add")).status_code == 403

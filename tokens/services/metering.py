@@ -5,10 +5,10 @@ expiry.
   (used + held + n ≤ limit) plus a hold; users never contend with each other and the
   org pool needs no lock (allocated ≤ pool already bounds the organization).
 - A usage batch runs a constant number of queries whatever its size: one lookup per
-  kind of thing (users, models, holds, known events), one insert with
-  ON CONFLICT (event_id) DO NOTHING RETURNING, and for counters and daily rollups
-  one upsert each (INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n), plus one
-  UPDATE of ``held`` when holds were settled.
+  kind of thing (users, models, holds), one insert with ON CONFLICT (event_id) DO
+  NOTHING RETURNING (then one lookup of the events it did not insert, if any),
+  and for counters and rollups one upsert each (INSERT … ON CONFLICT DO UPDATE
+  SET n = n + excluded.n), plus one UPDATE of ``held`` when holds were settled.
 - Lock order everywhere: holds in id order, then counters, then rollups, each in
   the order of their unique key (the upsert takes its row locks in the order of its
   VALUES, which are sorted).
@@ -49,6 +49,8 @@ from tokens.models import (
     Allocation,
     DailyUsage,
     Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
     TokenType,
     UsageCounter,
     UsageEvent,
@@ -345,7 +347,6 @@ def authorize(
         model = resolve_model(model_key, user.organization_id)
         now = timezone.now()
         period = period_of(now)
-        _expire_due(Hold.objects.filter(user=user, token_type=token_type), now)
         # The hold first: the counter row, which every request of this user
         # updates, is then locked only from the conditional UPDATE to the commit.
         # A refusal rolls the hold back with the rest.
@@ -363,7 +364,11 @@ def authorize(
         )
         granted = _reserve(user.pk, token_type, period, tokens)
         if granted is None:
-            # No counter yet this month (or not enough left): create it, try again.
+            # Not enough left, or no counter yet this month: give back this user's
+            # holds past their time (lazy expiry: a stale hold matters only when
+            # its tokens are needed, so a granted request skips this query), create
+            # the counter if missing, and try again.
+            _expire_due(Hold.objects.filter(user=user, token_type=token_type), now)
             _ensure_counters({(user.organization_id, user.pk, token_type, period)})
             granted = _reserve(user.pk, token_type, period, tokens)
         if granted is None:
@@ -709,34 +714,50 @@ def _sql_value(value):
 
 
 def _case_update(
-    model, unique: tuple[str, ...], rows: dict[tuple, dict[str, int]]
+    model,
+    unique: tuple[str, ...],
+    rows: dict[tuple, dict[str, int]],
+    *,
+    by_organization: bool = False,
+    greatest: tuple[str, ...] = (),
 ) -> None:
     """One statement adding per-row amounts to integer columns of rows keyed
     (organization, *unique): INSERT … VALUES … ON CONFLICT (unique) DO UPDATE SET
     col = col + excluded.col. Missing rows are created with the amounts; the VALUES
-    are sorted by the unique key, which is the order the rows are locked in."""
+    are sorted by the unique key, which is the order the rows are locked in.
+    ``by_organization``: the unique key is (organization, *unique) (the
+    organization-level rollups). Columns in ``greatest`` keep the greater of the two
+    values (a last day) instead of adding them."""
     if not rows:
         return
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     amounts = sorted({c for values in rows.values() for c in values})
     columns = ["organization_id", *unique, *amounts]
+    conflict = ("organization_id", *unique) if by_organization else unique
     source, params = _rows_source(
         model,
         columns,
         [
-            [*(_sql_value(v) for v in key), *(rows[key].get(c, 0) for c in amounts)]
-            for key in sorted(rows, key=lambda k: k[1:])
+            [
+                *(_sql_value(v) for v in key),
+                *(_sql_value(rows[key].get(c, 0)) for c in amounts),
+            ]
+            for key in sorted(rows, key=lambda k: k if by_organization else k[1:])
         ],
     )
+    larger = "GREATEST" if connection.vendor == "postgresql" else "MAX"
     updates = ", ".join(
-        f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in amounts
+        f"{qn(c)} = {larger}({table}.{qn(c)}, excluded.{qn(c)})"
+        if c in greatest
+        else f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}"
+        for c in amounts
     )
     # Only quoted identifiers and placeholders are formatted in; values are params.
     sql = (
         f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
         f"{source} "
-        f"ON CONFLICT ({', '.join(qn(c) for c in unique)}) DO UPDATE SET {updates}"
+        f"ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {updates}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -776,11 +797,6 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
             first_by_id[ev.event_id] = ev
     live = list(first_by_id.values())
 
-    known = dict(
-        UsageEvent.objects.filter(event_id__in=list(first_by_id)).values_list(
-            "event_id", "payload_digest"
-        )
-    )
     emails = {ev.raw["user"].strip().lower() for ev in live}
     users = {
         u.email: u
@@ -807,13 +823,6 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
 
     to_insert: list[_Event] = []
     for ev in live:
-        if ev.event_id in known:
-            ev.error = (
-                ("duplicate", "")
-                if known[ev.event_id] == ev.digest
-                else ("conflict", "This event_id was recorded with different data.")
-            )
-            continue
         user = users.get(ev.raw["user"].strip().lower())
         if user is None:
             reject(ev, "unknown_user", f"No user with email {ev.raw['user']!r}.")
@@ -849,20 +858,30 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
         to_insert.append(ev)
 
     inserted = _insert_events(_event_rows(to_insert, now))
-    lost = [ev for ev in to_insert if ev.event_id not in inserted]
-    if lost:
-        # A concurrent batch wrote these first: classify against what it wrote.
-        theirs = dict(
+    # Events already recorded (a retry, or a copy another batch wrote first) are
+    # duplicates or conflicts whatever the checks above say of them now. The
+    # insert's RETURNING tells which were written, so the common path needs no
+    # lookup; the events it did not write are looked up in one query. An event
+    # refused as another organization's stays refused (no probing of their ids).
+    missing = [ev for ev in live if ev.event_id not in inserted]
+    if missing:
+        existing = dict(
             UsageEvent.objects.filter(
-                event_id__in=[ev.event_id for ev in lost]
+                event_id__in=[ev.event_id for ev in missing]
             ).values_list("event_id", "payload_digest")
         )
-        for ev in lost:
-            ev.error = (
-                ("duplicate", "")
-                if theirs.get(ev.event_id) == ev.digest
-                else ("conflict", "This event_id was recorded with different data.")
-            )
+        for ev in missing:
+            if ev.error and ev.error[0] == "forbidden":
+                continue
+            if ev.event_id in existing or ev.error is None:
+                ev.error = (
+                    ("duplicate", "")
+                    if existing.get(ev.event_id) == ev.digest
+                    else (
+                        "conflict",
+                        "This event_id was recorded with different data.",
+                    )
+                )
     recorded = [ev for ev in to_insert if ev.event_id in inserted]
 
     # Settle the open holds that recorded events name (each hold once).
@@ -884,6 +903,9 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
                 }
             )
         )
+        # The organization-level rows are written by every batch of the
+        # organization, so they are written last, to be locked only until the commit.
+        _add_rollups(recorded)
 
     for ev in parsed:
         if ev.error is None:
@@ -944,4 +966,43 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
         DailyUsage,
         ("user_id", "model_id", "token_type", "day"),
         {key: {"tokens": cell[0], "events": cell[1]} for key, cell in daily.items()},
+    )
+
+
+def _add_rollups(recorded: list[_Event]) -> None:
+    """The organization-level rollups for the events this batch wrote: usage per
+    organization, model, type and day, and per organization, user, type and month
+    (with the user's last day with usage that month), keyed by the organization
+    the event is recorded under."""
+    if not recorded:
+        return
+    org_daily: dict[tuple, dict[str, int]] = defaultdict(
+        lambda: {"tokens": 0, "events": 0}
+    )
+    monthly: dict[tuple, dict] = {}
+    for ev in recorded:
+        org = ev.user.organization_id
+        day = ev.occurred_at.astimezone(dt.UTC).date()
+        cell = org_daily[(org, ev.model.pk, ev.token_type, day)]
+        cell["tokens"] += ev.charge
+        cell["events"] += 1
+        cell = monthly.setdefault(
+            (org, ev.user.pk, ev.token_type, day.replace(day=1)),
+            {"tokens": 0, "events": 0, "last_day": day},
+        )
+        cell["tokens"] += ev.charge
+        cell["events"] += 1
+        cell["last_day"] = max(cell["last_day"], day)
+    _case_update(
+        OrgDailyUsage,
+        ("model_id", "token_type", "day"),
+        org_daily,
+        by_organization=True,
+    )
+    _case_update(
+        MonthlyUsage,
+        ("user_id", "token_type", "month"),
+        monthly,
+        by_organization=True,
+        greatest=("last_day",),
     )

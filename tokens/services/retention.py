@@ -2,11 +2,11 @@
 or usage events, through the append-only triggers' permit (see migration
 tokens/0004_append_only_triggers).
 
-Usage is pruned by whole months, with the counters and daily rollups of those
-months, so the ledger invariants (counters and rollups = sums of events) still
-hold afterwards. Audit events that justify an allocation change are kept as long as
-the allocation history itself: every limit must stay provable as the sum of its
-changes, each with its audit event.
+Usage is pruned by whole months, with the counters and the rollups (daily,
+organization daily, monthly) of those months, so the ledger invariants (counters and
+rollups = sums of events) still hold afterwards. Audit events that justify an
+allocation change are kept as long as the allocation history itself: every limit
+must stay provable as the sum of its changes, each with its audit event.
 """
 
 import datetime as dt
@@ -17,7 +17,14 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import AuditEvent
 from asksage_admin.lib.periods import period_of
-from tokens.models import DailyUsage, Hold, UsageCounter, UsageEvent
+from tokens.models import (
+    DailyUsage,
+    Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
+    UsageCounter,
+    UsageEvent,
+)
 
 DEFAULT_RETENTION_DAYS = 1095
 
@@ -32,6 +39,8 @@ def _querysets(cutoff: dt.datetime, month: dt.date) -> dict:
     return {
         "usage_events": UsageEvent.objects.filter(occurred_at__lt=month_start),
         "daily_usage": DailyUsage.objects.filter(day__lt=month),
+        "organization_daily_usage": OrgDailyUsage.objects.filter(day__lt=month),
+        "monthly_usage": MonthlyUsage.objects.filter(month__lt=month),
         "usage_counters": UsageCounter.objects.filter(period__lt=month, held=0),
         "holds": Hold.objects.filter(created_at__lt=cutoff).exclude(
             status=Hold.Status.OPEN

@@ -8,6 +8,7 @@ class Command(BaseCommand):
     help = (
         "Verify the ledger invariants of DESIGN §4: allocated ≤ pool, limits = their "
         "changes, counters = usage events and open holds, daily rollups = events, "
+        "organization daily and monthly rollups = daily rollups, "
         "unique ids, audited changes and the platform minimum. Prints each violation "
         "and exits with status 1 if there is any. Read-only."
     )

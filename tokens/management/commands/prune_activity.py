@@ -6,7 +6,7 @@ from tokens.services.retention import DEFAULT_RETENTION_DAYS, activity_prune
 class Command(BaseCommand):
     help = (
         "Delete audit and usage events older than the retention period (default "
-        f"{DEFAULT_RETENTION_DAYS} days = 3 years), with the counters and daily "
+        f"{DEFAULT_RETENTION_DAYS} days = 3 years), with the counters and "
         "rollups of the pruned months. Audit events behind an allocation change are "
         "kept. The only path allowed past the append-only triggers; audited."
     )
