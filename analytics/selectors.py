@@ -289,26 +289,17 @@ def kpis(org: Organization, period: StatsPeriod) -> Kpis:
         monthly=lambda q: q.values("user_id", "token_type"),
         daily=lambda q: q.values("user_id", "token_type").distinct(),
     )
-    # One column per type (not GROUP BY token_type: no sort on the text column).
+    # One column per type (not GROUP BY token_type: no sort on the text column),
+    # and the people active in any type shown (once each), in the same scan.
     # Only Django's compiled subqueries are formatted in; values are parameters.
     counts = ", ".join(
         ["COUNT(DISTINCT CASE WHEN r.token_type = %s THEN r.user_id END)"] * len(TYPES)
     )
-    [per_type] = _fetch(
-        f"SELECT {counts} FROM ({rows}) r",  # noqa: S608
+    [(*per_type, active_overall)] = _fetch(
+        f"SELECT {counts}, COUNT(DISTINCT r.user_id) FROM ({rows}) r",  # noqa: S608
         [*TYPES, *params],
     )
     active = dict(zip(TYPES, per_type, strict=True))
-    rows, params = _user_rows(
-        org,
-        period,
-        monthly=lambda q: q.values("user_id"),
-        daily=lambda q: q.values("user_id").distinct(),
-    )
-    [(active_overall,)] = _fetch(
-        f"SELECT COUNT(DISTINCT r.user_id) FROM ({rows}) r",  # noqa: S608
-        params,
-    )
     pending = _by_type(
         TokenRequest.objects.filter(
             organization=org,

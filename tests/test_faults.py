@@ -276,23 +276,23 @@ EVENTS_WRITTEN = f"INSERT INTO {table(UsageEvent)}"
         # events, counters and daily rollups written; the next statement
         # (auto-increase) fails
         ([EVENTS_WRITTEN, table(UsageCounter), table(DailyUsage)], ""),
-        # all that and auto-increase done; the organization daily rollups fail
+        # all that and auto-increase done; the monthly rollups fail
         (
             [EVENTS_WRITTEN, table(UsageCounter), table(DailyUsage)],
-            table(OrgDailyUsage),
+            table(MonthlyUsage),
         ),
-        # and the monthly rollups, written last
+        # and the organization daily rollups, written last
         (
             [
                 EVENTS_WRITTEN,
                 table(UsageCounter),
                 table(DailyUsage),
-                table(OrgDailyUsage),
+                table(MonthlyUsage),
             ],
-            table(MonthlyUsage),
+            table(OrgDailyUsage),
         ),
     ],
-    ids=["counters", "rollups", "auto-increase", "org-rollups", "monthly-rollups"],
+    ids=["counters", "rollups", "auto-increase", "monthly-rollups", "org-rollups"],
 )
 @pytest.mark.parametrize(
     ("error", "status", "code"),

@@ -22,11 +22,12 @@ What each invariant means here:
    are a violation.
 4. Every ``UsageCounter.held`` = the sum of the tokens of that user's holds of that
    type and period whose status is ``open``. A hold past ``expires_at`` but still
-   ``open`` is pending expiry (lazily at the next authorization, or by
-   ``expire_holds``), not a violation: its tokens are still counted as held, which is
+   ``open`` is pending expiry (lazily by an authorization it stands in the way of, or
+   by ``expire_holds``), not a violation: its tokens are still counted as held, which is
    what the counter says until it is expired.
-5. ``DailyUsage`` tokens and events = the sums of ``UsageEvent`` per user, model, type
-   and UTC day, in both directions (a rollup without events, events without a rollup).
+5. ``DailyUsage`` tokens and events = the sums of ``UsageEvent`` per organization
+   (the one the event is recorded under), user, model, type and UTC day, in both
+   directions (a rollup without events, events without a rollup).
 5b. ``OrgDailyUsage`` tokens and events = the sums of ``DailyUsage`` per organization,
    model, type and day, in both directions.
 5c. ``MonthlyUsage`` tokens and events = the sums of ``DailyUsage`` per organization,
@@ -359,8 +360,9 @@ def _check_held(organization: Organization | None) -> list[str]:
 
 
 def _check_daily(organization: Organization | None) -> list[str]:
-    keys = ["k_user", "k_model", "k_type", "k_day"]
+    keys = ["k_org", "k_user", "k_model", "k_type", "k_day"]
     rollup = _scoped(Daily.objects.all(), organization).values(
+        k_org=F("organization_id"),
         k_user=F("user_id"),
         k_model=F("model_id"),
         k_type=F("token_type"),
@@ -372,6 +374,7 @@ def _check_daily(organization: Organization | None) -> list[str]:
         _scoped(UsageEvent.objects.all(), organization)
         .order_by()
         .values(
+            k_org=F("organization_id"),
             k_user=F("user_id"),
             k_model=F("model_id"),
             k_type=F("token_type"),
@@ -380,14 +383,14 @@ def _check_daily(organization: Organization | None) -> list[str]:
         .annotate(v_0=Sum("tokens"), v_1=Count("id"))
     )
     rows = _differences(rollup, events, keys, ["v_0", "v_1"], right_needs_left=True)
-    emails = _emails(r[0] for r in rows)
+    emails = _emails(r[1] for r in rows)
     models = dict(
-        AIModel.objects.filter(pk__in={r[1] for r in rows}).values_list("id", "key")
+        AIModel.objects.filter(pk__in={r[2] for r in rows}).values_list("id", "key")
     )
     lines = []
     for row in rows:
-        user_id, model_id, token_type, day, tokens, count, ev_tokens, ev_count = row[:8]
-        has_rollup = row[8]
+        _org, user_id, model_id, token_type, day = row[:5]
+        tokens, count, ev_tokens, ev_count, has_rollup = row[5:10]
         who = (
             f"{emails.get(user_id, user_id)}, {models.get(model_id, model_id)}, "
             f"{token_type}, {_day(day)}"

@@ -118,7 +118,15 @@ class Allocation(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "token_type"])]
+        indexes = [
+            # Covering: the organization's allocated total per type (every panel
+            # page) is read from the index alone.
+            models.Index(
+                fields=["organization", "token_type"],
+                include=["limit"],
+                name="allocation_org_type_idx",
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "token_type"],
@@ -380,9 +388,11 @@ class DailyUsage(models.Model):
             ),
         ]
         constraints = [
+            # With the organization: usage stays with the organization it was
+            # recorded under, even on the day its user moved to another one.
             models.UniqueConstraint(
-                fields=["user", "model", "token_type", "day"],
-                name="dailyusage_key_unique",
+                fields=["organization", "user", "model", "token_type", "day"],
+                name="dailyusage_org_key_unique",
             ),
             models.CheckConstraint(
                 condition=Q(tokens__gte=0) & Q(events__gte=0),

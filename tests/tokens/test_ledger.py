@@ -205,6 +205,56 @@ def test_an_event_counts_in_its_utc_month(world, gateway):
     assert check_ledger() == []
 
 
+def test_usage_of_a_user_who_moved_today_stays_with_each_organization(gateway):
+    from tokens.services import organization_add_member, organization_remove_member
+
+    first = OrganizationFactory(name="First")
+    second = OrganizationFactory(name="Second")
+    fund_org(first)
+    fund_org(second)
+    AdminFactory(organization=first)
+    AdminFactory(organization=second)
+    AIModelFactory(key="gpt-4o")
+    mover = UserFactory(organization=first, email="mover@example.com")
+    _set(None, mover, "inference", 1_000_000)
+    now = timezone.now().replace(microsecond=0)
+
+    def use(event_id, prompt):
+        body = gateway.post(
+            "/api/v1/usage",
+            {
+                "events": [
+                    {
+                        "event_id": event_id,
+                        "user": mover.email,
+                        "model": "gpt-4o",
+                        "token_type": "inference",
+                        "prompt_tokens": prompt,
+                        "completion_tokens": 0,
+                        "occurred_at": now.isoformat(),
+                    }
+                ]
+            },
+        ).json()
+        assert body["recorded"] == 1, body
+
+    use("before-the-move", 100)
+    organization_remove_member(actor=None, user=mover)
+    mover.refresh_from_db()
+    organization_add_member(actor=None, organization=second, user=mover, role="user")
+    use("after-the-move", 40)
+
+    by_org = dict(
+        DailyUsage.objects.filter(user=mover).values_list("organization_id", "tokens")
+    )
+    assert by_org == {first.pk: 100, second.pk: 40}
+    assert dict(OrgDailyUsage.objects.values_list("organization_id", "tokens")) == {
+        first.pk: 100,
+        second.pk: 40,
+    }
+    assert check_ledger() == []
+
+
 def test_daily_rollup_is_checked_in_both_directions(world):
     row = DailyUsage.objects.get(user=world.admin)
     day = row.day

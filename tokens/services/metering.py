@@ -966,6 +966,7 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
         DailyUsage,
         ("user_id", "model_id", "token_type", "day"),
         {key: {"tokens": cell[0], "events": cell[1]} for key, cell in daily.items()},
+        by_organization=True,
     )
 
 
@@ -994,15 +995,17 @@ def _add_rollups(recorded: list[_Event]) -> None:
         cell["events"] += 1
         cell["last_day"] = max(cell["last_day"], day)
     _case_update(
-        OrgDailyUsage,
-        ("model_id", "token_type", "day"),
-        org_daily,
-        by_organization=True,
-    )
-    _case_update(
         MonthlyUsage,
         ("user_id", "token_type", "month"),
         monthly,
         by_organization=True,
         greatest=("last_day",),
+    )
+    # Last: every batch of the organization writes these rows, so they stay locked
+    # only until the commit.
+    _case_update(
+        OrgDailyUsage,
+        ("model_id", "token_type", "day"),
+        org_daily,
+        by_organization=True,
     )
