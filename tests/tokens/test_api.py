@@ -1,6 +1,7 @@
 """The gateway contract of SPEC §10, from the outside."""
 
 import datetime as dt
+import json
 import uuid
 from unittest import mock
 
@@ -372,6 +373,50 @@ def test_usage_duplicate_costs_one_more_query_than_a_fresh_batch(gateway, user):
         for q in replay.captured_queries
         if q["sql"].startswith("SELECT")
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [
+        # escapes of a NUL and of a lone surrogate (either case)
+        (b'"ava\\u0000"', False),
+        (b'"\\uD800x"', False),
+        # the same text arriving unescaped: UTF-8 of a surrogate (which Python's
+        # JSON decoder lets through) and UTF-16
+        ('"\ud800"'.encode("utf-8", "surrogatepass"), False),
+        # a literal backslash before "u0000" is plain text, and so is non-ASCII
+        (b'"back\\\\u0000slash"', True),
+        ('"caf\u00e9 \u00fc"'.encode(), True),
+    ],
+)
+def test_usage_body_text_a_database_cannot_store_is_refused(gateway, user, raw, ok):
+    body = (
+        b'{"events": [{"event_id": "ev-1", "user": "ava@acme.example", '
+        b'"model": "gpt", "token_type": "inference", "prompt_tokens": 1, '
+        b'"completion_tokens": 1, "occurred_at": "' + WHEN.encode() + b'", '
+        b'"application": ' + raw + b"}]}"
+    )
+    response = gateway.client.post(
+        USAGE, body, content_type="application/json", headers=gateway.headers
+    )
+    if ok:
+        assert response.json()["recorded"] == 1
+        stored = UsageEvent.objects.get().application
+        assert stored == json.loads(raw)
+    else:
+        assert response.status_code == 400
+        assert "NUL characters or unpaired surrogates" in response.json()["detail"]
+        assert not UsageEvent.objects.exists()
+
+
+def test_usage_body_in_utf16_with_a_lone_surrogate_is_refused(gateway, user):
+    text = json.dumps({"events": [event(application="\ud800")]})
+    body = text.replace("\\ud800", "\ud800").encode("utf-16", "surrogatepass")
+    response = gateway.client.post(
+        USAGE, body, content_type="application/json", headers=gateway.headers
+    )
+    assert response.status_code == 400
+    assert not UsageEvent.objects.exists()
 
 
 def test_usage_repeat_inside_one_batch(gateway, user):
