@@ -6,10 +6,14 @@ the usage rollups, the coarsest that answers each figure:
 
 - ``OrgDailyUsage`` (per organization, model, type and day: a few rows a day) for the
   organization-wide figures: used, the daily chart, the monthly trend, usage by model.
-- Active and top users need the user: ``MonthlyUsage`` (a row per user, type and month)
-  for the whole months of the range, ``DailyUsage`` for the days before and after them
-  (a range need not start or end on a month's edge), combined with UNION ALL and then
-  grouped, so the figures are exact for any range (``_user_rows``).
+- Active and top users need the user: ``MonthlyUsage`` (one row per user and month,
+  each type's figures in its own columns) for the whole months of the range,
+  ``DailyUsage`` for the days before and after them (a range need not start or end on
+  a month's edge), combined with UNION ALL and then grouped, so the figures are exact
+  for any range (``_user_source``). A range of whole months (the default, this month)
+  reads ``MonthlyUsage`` alone; a single one of every type reads its users in the
+  order of their tokens from an index: its active users are counted from the index,
+  its top users are the first entries.
 
 Each function is one query (``org_summary`` three) whatever the number of days, months,
 users or events, so the page's query count is constant. The user export reads
@@ -21,15 +25,12 @@ current organization.
 """
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
 from django.db.models import (
-    BigIntegerField,
     Count,
-    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -37,7 +38,7 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Coalesce, TruncMonth
+from django.db.models.functions import Coalesce, TruncMonth
 
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import last_day, next_period, period_of
@@ -162,39 +163,104 @@ def _split(start: dt.date, end: dt.date) -> _Split:
     return _Split((start, first - one_day), (first, stop - one_day), (stop, end))
 
 
-def _user_rows(
-    org: Organization,
-    period: StatsPeriod,
-    *,
-    monthly: Callable[[QuerySet], QuerySet],
-    daily: Callable[[QuerySet], QuerySet],
-) -> tuple[str, list]:
-    """SQL (and its parameters) of the org's usage with the user in the range, for
-    the types shown: ``monthly(rows)`` of ``MonthlyUsage`` for the whole months, then
-    ``daily(rows)`` of ``DailyUsage`` for the days before and after them, in one
-    UNION ALL (the columns are the first part's; ``daily`` may group its rows by
-    user, which keeps the union small when the edges are long). The caller groups
-    the union: tokens and events add up, the last day is a maximum, users are
-    counted distinct. The three parts are always there (an empty one selects
-    nothing), so the SQL has one shape whatever the range."""
+@dataclass(frozen=True)
+class _UserSource:
+    """SQL (and its parameters) of a row source of the org's usage with the user in
+    a range, for the types shown (``_user_source``). ``month``: that month when the
+    range is one whole month (then the source has at most one row per user;
+    otherwise the caller groups by user or counts distinct)."""
+
+    sql: str
+    params: list
+    month: dt.date | None
+
+    @property
+    def per_user(self) -> bool:
+        return self.month is not None
+
+
+def _type_columns(period: StatsPeriod) -> tuple[str, str, str]:
+    """``MonthlyUsage``'s tokens, events and last day of the types shown: the totals
+    for every type, a type's own columns for one."""
+    if len(period.token_types) == len(TYPES):
+        return "tokens", "events", "last_day"
+    shown = period.token_types[0]
+    return f"{shown}_tokens", f"{shown}_events", f"{shown}_last_day"
+
+
+def _user_source(org: Organization, period: StatsPeriod, columns: str) -> _UserSource:
+    """The org's usage with the user in the range: ``MonthlyUsage`` (one row per
+    user and month) for the whole months, ``DailyUsage`` for the days before and
+    after them (a range need not start or end on a month's edge), in one UNION ALL
+    when both are needed; only ``MonthlyUsage`` for a range of whole months (the
+    common case: the page's default is this month).
+
+    ``columns``: ``"top"`` selects user_id, tokens, events, last_day of the types
+    shown (a type's own columns of ``MonthlyUsage``, the totals for every type);
+    ``"active"`` selects user_id and each type's events (``inference_events``,
+    ``embedding_events``). Each part selects only rows with usage of the types
+    shown. The daily rows are grouped by user, their types pivoted into the same
+    columns as the monthly rows', as bigint (a numeric sum, what SUM of a bigint
+    gives on PostgreSQL, would make the whole union numeric, slow to add)."""
+    qn = connection.ops.quote_name
+    day = connection.ops.adapt_datefield_value
     split = _split(period.start, period.end)
     some_types = len(period.token_types) < len(TYPES)
-
-    def rows(model, **filters) -> QuerySet:
-        queryset = model.objects.filter(organization=org, **filters).order_by()
-        # Every type shown: no filter (the column test costs on every row).
+    tokens, events, last = _type_columns(period)
+    parts: list[str] = []
+    params: list = []
+    # Only quoted identifiers and fixed SQL are formatted in; values are parameters.
+    first, final = split.months
+    month = None
+    if first <= final:
+        if period_of(final) == first:
+            month = first
+            where = "m.organization_id = %s AND m.month = %s"
+            params += [org.pk, day(first)]
+        else:
+            where = "m.organization_id = %s AND m.month >= %s AND m.month <= %s"
+            params += [org.pk, day(first), day(final)]
         if some_types:
-            queryset = queryset.filter(token_type__in=period.token_types)
-        return queryset
-
-    first, last = split.months
-    parts = [monthly(rows(MonthlyUsage, month__gte=first, month__lte=last))]
-    for first, last in (split.before, split.after):
-        parts.append(daily(rows(DailyUsage, day__gte=first, day__lte=last)))
-    compiled = [part.query.sql_with_params() for part in parts]
-    return (
-        " UNION ALL ".join(sql for sql, _params in compiled),
-        [p for _sql, params in compiled for p in params],
+            where += f" AND m.{qn(events)} > 0"
+        if columns == "top":
+            selected = (
+                f"m.{qn(tokens)} AS tokens, m.{qn(events)} AS events, "
+                f"m.{qn(last)} AS last_day"
+            )
+        else:
+            selected = ", ".join(f"m.{qn(f'{t}_events')} AS {t}_events" for t in TYPES)
+        parts.append(
+            f"SELECT m.user_id AS user_id, {selected} "  # noqa: S608
+            f"FROM {qn(MonthlyUsage._meta.db_table)} m WHERE {where}"
+        )
+    for first, final in (split.before, split.after):
+        if final < first:
+            continue
+        where = "d.organization_id = %s AND d.day >= %s AND d.day <= %s"
+        if columns == "top":
+            selected = (
+                "CAST(SUM(d.tokens) AS bigint) AS tokens, "
+                "CAST(SUM(d.events) AS bigint) AS events, MAX(d.day) AS last_day"
+            )
+            selected_params = []
+        else:
+            selected = ", ".join(
+                "CAST(SUM(CASE WHEN d.token_type = %s THEN d.events ELSE 0 END) "
+                f"AS bigint) AS {t}_events"
+                for t in TYPES
+            )
+            selected_params = list(TYPES)
+        params += [*selected_params, org.pk, day(first), day(final)]
+        if some_types:
+            where += " AND d.token_type = %s"
+            params.append(period.token_types[0])
+        parts.append(
+            f"SELECT d.user_id AS user_id, {selected} "  # noqa: S608
+            f"FROM {qn(DailyUsage._meta.db_table)} d WHERE {where} "
+            "GROUP BY d.user_id"
+        )
+    return _UserSource(
+        " UNION ALL ".join(parts), params, month if len(parts) == 1 else None
     )
 
 
@@ -275,6 +341,26 @@ class Kpis:
     pending_requests: Figure
 
 
+def _active_users(org: Organization, period: StatsPeriod) -> tuple[dict, int]:
+    """The people with usage in the range per type (0 for a type not shown) and of
+    any type shown (once each), in one query: a single whole month counts its
+    ``MonthlyUsage`` rows (one per user), from the index alone on PostgreSQL;
+    otherwise users are counted distinct over ``_user_source``."""
+    source = _user_source(org, period, "active")
+    count = "COUNT(*)" if source.per_user else "COUNT(DISTINCT r.user_id)"
+    # One column per type, then everyone, in the same scan.
+    counts = [f"{count} FILTER (WHERE r.{t}_events > 0)" for t in period.token_types]
+    # Only fixed SQL and the source's SQL are formatted in; values are parameters.
+    [(*per_type, overall)] = _fetch(
+        f"SELECT {', '.join([*counts, count])} FROM ({source.sql}) r",  # noqa: S608
+        source.params,
+    )
+    active = dict.fromkeys(TYPES, 0) | dict(
+        zip(period.token_types, per_type, strict=True)
+    )
+    return active, overall
+
+
 def kpis(org: Organization, period: StatsPeriod) -> Kpis:
     """Purchased (the pools of the range's months), allocated and unallocated (now),
     used and active users (in the range), requests pending (now); per type too."""
@@ -283,23 +369,7 @@ def kpis(org: Organization, period: StatsPeriod) -> Kpis:
     used = _by_type(
         _org_daily(org, period).values("token_type").annotate(tokens=Sum("tokens"))
     )
-    rows, params = _user_rows(
-        org,
-        period,
-        monthly=lambda q: q.values("user_id", "token_type"),
-        daily=lambda q: q.values("user_id", "token_type").distinct(),
-    )
-    # One column per type (not GROUP BY token_type: no sort on the text column),
-    # and the people active in any type shown (once each), in the same scan.
-    # Only Django's compiled subqueries are formatted in; values are parameters.
-    counts = ", ".join(
-        ["COUNT(DISTINCT CASE WHEN r.token_type = %s THEN r.user_id END)"] * len(TYPES)
-    )
-    [(*per_type, active_overall)] = _fetch(
-        f"SELECT {counts}, COUNT(DISTINCT r.user_id) FROM ({rows}) r",  # noqa: S608
-        [*TYPES, *params],
-    )
-    active = dict(zip(TYPES, per_type, strict=True))
+    active, active_overall = _active_users(org, period)
     pending = _by_type(
         TokenRequest.objects.filter(
             organization=org,
@@ -457,36 +527,56 @@ def top_users(
     org: Organization, period: StatsPeriod, *, total: int, limit: int = TOP_USERS
 ) -> list[TopUser]:
     """The ``limit`` biggest users in the range (``total`` = the range's usage, for
-    the share). ``last_active`` is their last day with usage in the range;
-    ``is_member`` is false for someone who has since left the organization."""
-    rows, params = _user_rows(
-        org,
-        period,
-        monthly=lambda q: q.values("user_id", "tokens", "events", "last_day"),
-        # bigint sums, as the monthly part's columns: numeric ones (what SUM of a
-        # bigint gives on PostgreSQL) would make the whole union numeric, slow to add.
-        daily=lambda q: q.values("user_id").annotate(
-            total=Cast(Sum("tokens"), BigIntegerField()),
-            count=Cast(Sum("events"), BigIntegerField()),
-            last=Max("day"),
-        ),
-    )
+    the share), by tokens, then email. ``last_active`` is their last day with usage
+    in the range (of the types shown); ``is_member`` is false for someone who has
+    since left the organization. One query: users are ranked by tokens, and only
+    those ranked within the first ``limit`` (ties included) are joined for the
+    email (the tie-breaker) and the names, not every user with usage (10,000 in a
+    big organization)."""
+    source = _user_source(org, period, "top")
     qn = connection.ops.quote_name
     users = qn(User._meta.db_table)
-    # Totals per user first; then only the users ranked within the first ``limit``
-    # by tokens (ties included) are joined for the email (the tie-breaker) and the
-    # names, not every user with usage (10,000 in a big organization).
-    # Only quoted identifiers and Django's compiled subqueries are formatted in.
-    sql = (
-        "SELECT t.user_id, u.email, u.first_name, u.last_name, "  # noqa: S608
-        "u.organization_id, t.tokens, t.events, t.last_day FROM ("
-        "SELECT g.user_id, g.tokens, g.events, g.last_day, "
-        "RANK() OVER (ORDER BY g.tokens DESC) AS place FROM ("
-        "SELECT r.user_id, SUM(r.tokens) AS tokens, SUM(r.events) AS events, "
-        f"MAX(r.last_day) AS last_day FROM ({rows}) r GROUP BY r.user_id) g) t "
-        f"JOIN {users} u ON u.id = t.user_id WHERE t.place <= %s "
-        "ORDER BY t.tokens DESC, u.email LIMIT %s"
+    # Only quoted identifiers, fixed SQL and the source's SQL are formatted in;
+    # values are parameters.
+    selected = (
+        "SELECT t.user_id, u.email, u.first_name, u.last_name, u.organization_id, "
+        "t.tokens, t.events, t.last_day"
     )
+    if source.month is not None and len(period.token_types) == len(TYPES):
+        # One whole month, every type: the month's rows are one per user, in the
+        # order of the (organization, month, -tokens) index. The ``limit``-th
+        # biggest total is read from its first entries; the users with at least
+        # that much are exactly those ranked within ``limit`` (no user left: 0).
+        monthly = qn(MonthlyUsage._meta.db_table)
+        sql = (
+            f"{selected} FROM {monthly} t JOIN {users} u ON u.id = t.user_id "  # noqa: S608
+            "WHERE t.organization_id = %s AND t.month = %s AND t.tokens >= COALESCE("
+            f"(SELECT c.tokens FROM {monthly} c "
+            "WHERE c.organization_id = %s AND c.month = %s "
+            "ORDER BY c.tokens DESC LIMIT 1 OFFSET %s), 0) "
+            "ORDER BY t.tokens DESC, u.email LIMIT %s"
+        )
+        params = [*source.params, *source.params, max(limit - 1, 0), limit]
+    else:
+        # Totals per user (the source's rows as they are when there is one per
+        # user), ranked; the ranked within ``limit`` are joined.
+        totals = (
+            "SELECT r.user_id, r.tokens, r.events, r.last_day "  # noqa: S608
+            f"FROM ({source.sql}) r"
+        )
+        if not source.per_user:
+            totals = (
+                "SELECT r.user_id, SUM(r.tokens) AS tokens, "  # noqa: S608
+                "SUM(r.events) AS events, MAX(r.last_day) AS last_day "
+                f"FROM ({source.sql}) r GROUP BY r.user_id"
+            )
+        sql = (
+            f"{selected} FROM (SELECT g.user_id, g.tokens, g.events, g.last_day, "  # noqa: S608
+            f"RANK() OVER (ORDER BY g.tokens DESC) AS place FROM ({totals}) g) t "
+            f"JOIN {users} u ON u.id = t.user_id WHERE t.place <= %s "
+            "ORDER BY t.tokens DESC, u.email LIMIT %s"
+        )
+        params = [*source.params, limit, limit]
     return [
         TopUser(
             user_id=user_id,
@@ -507,7 +597,7 @@ def top_users(
             tokens,
             events,
             last_active,
-        ) in _fetch(sql, (*params, limit, limit))
+        ) in _fetch(sql, params)
     ]
 
 

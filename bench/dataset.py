@@ -12,7 +12,8 @@ row by row through the ORM, and consistent with every ledger invariant (DESIGN Â
 - Usage events spread evenly over the last 365 days (per organization in time
   order, unique event ids (6), no holds), then ``UsageCounter.used`` and
   ``DailyUsage`` computed from them by SQL aggregates (3, 5), and ``OrgDailyUsage``
-  and ``MonthlyUsage`` from ``DailyUsage`` (5b, 5c); no open holds (4).
+  and ``MonthlyUsage`` (one row per organization, user and month, a column per
+  type) from ``DailyUsage`` (5b, 5c); no open holds (4).
 - Pending token requests (1 % of the users, at least 30 per organization, so the
   queue's first page is full at both scales) and denied ones (1 %), with their
   audit events; filler audit events (sign-ins, sign-outs, exports) up to the
@@ -510,11 +511,19 @@ def build(spec: Scale) -> Context:
         step(
             "monthly usage",
             """
-            INSERT INTO tokens_monthlyusage (organization_id, user_id, token_type,
-                month, tokens, events, last_day)
-            SELECT organization_id, user_id, token_type,
-                date_trunc('month', day)::date, sum(tokens), sum(events), max(day)
-            FROM tokens_dailyusage GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            INSERT INTO tokens_monthlyusage (organization_id, user_id, month,
+                inference_tokens, inference_events, inference_last_day,
+                embedding_tokens, embedding_events, embedding_last_day,
+                tokens, events, last_day)
+            SELECT organization_id, user_id, date_trunc('month', day)::date,
+                coalesce(sum(tokens) FILTER (WHERE token_type = 'inference'), 0),
+                coalesce(sum(events) FILTER (WHERE token_type = 'inference'), 0),
+                max(day) FILTER (WHERE token_type = 'inference'),
+                coalesce(sum(tokens) FILTER (WHERE token_type = 'embedding'), 0),
+                coalesce(sum(events) FILTER (WHERE token_type = 'embedding'), 0),
+                max(day) FILTER (WHERE token_type = 'embedding'),
+                sum(tokens), sum(events), max(day)
+            FROM tokens_dailyusage GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             """,
         )
 

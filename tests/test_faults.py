@@ -82,8 +82,21 @@ def snapshot() -> dict:
             )
         ),
         "monthly": sorted(
+            # (organization, user, month) is unique: the sort never compares
+            # a last day with None.
             MonthlyUsage.objects.values_list(
-                "user_id", "token_type", "month", "tokens", "events", "last_day"
+                "organization_id",
+                "user_id",
+                "month",
+                "inference_tokens",
+                "inference_events",
+                "inference_last_day",
+                "embedding_tokens",
+                "embedding_events",
+                "embedding_last_day",
+                "tokens",
+                "events",
+                "last_day",
             )
         ),
         "holds": sorted(Hold.objects.values_list("id", "status")),

@@ -463,12 +463,13 @@ class MonthlyUsageAdmin(ReadOnlyAdmin):
         "month",
         "user",
         "organization",
-        "token_type",
+        "inference_tokens",
+        "embedding_tokens",
         "tokens",
         "events",
         "last_day",
     ]
-    list_filter = ["token_type", "month"]
+    list_filter = ["month"]
     search_fields = ["user__email", "organization__name"]
     list_select_related = ["user", "organization"]
 

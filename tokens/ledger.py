@@ -30,10 +30,13 @@ What each invariant means here:
    directions (a rollup without events, events without a rollup).
 5b. ``OrgDailyUsage`` tokens and events = the sums of ``DailyUsage`` per organization,
    model, type and day, in both directions.
-5c. ``MonthlyUsage`` tokens and events = the sums of ``DailyUsage`` per organization,
-   user, type and month, and its ``last_day`` = their latest day, in both
-   directions. (5b and 5c compare with ``DailyUsage``, a few times smaller than the
-   events; with 5 they tie the coarser rollups to the events.)
+5c. ``MonthlyUsage`` (a row per organization, user and month) = ``DailyUsage``
+   grouped per organization, user and month: each type's tokens and events = the
+   sums of that type's rows and its last day = their latest day (none without
+   rows of that type), the totals = the sums of all rows and ``last_day`` = their
+   latest day, in both directions. (5b and 5c compare with ``DailyUsage``, a few
+   times smaller than the events; with 5 they tie the coarser rollups to the
+   events.)
 6. An ``event_id`` appears once (the unique constraint guarantees it; checked anyway)
    and a (service key, request_id) opens at most one hold.
 7. Not checkable after the fact (usage without a hold may legitimately pass the
@@ -68,6 +71,7 @@ from django.db.models import (
 )
 from django.db.models.functions import (
     Cast,
+    Coalesce,
     ExtractDay,
     ExtractMonth,
     ExtractYear,
@@ -474,16 +478,42 @@ def _check_org_daily(organization: Organization | None) -> list[str]:
     return _listed("5b", lines)
 
 
+# The figures 5c compares, per part of a monthly row: (label, tokens, events, last
+# day) columns; the parts are the types, then the totals.
+_MONTHLY_PARTS = [
+    *((t, f"{t}_tokens", f"{t}_events", f"{t}_last_day") for t in TYPES),
+    ("total", "tokens", "events", "last_day"),
+]
+
+
+def _monthly_part(part: str, tokens: int, events: int, last: int) -> str:
+    said = f"{part} {_n(tokens)} tokens in {_n(events)} events"
+    return f"{said}, last on {_from_day_number(last)}" if last else said
+
+
 def _check_monthly(organization: Organization | None) -> list[str]:
-    keys = ["k_org", "k_user", "k_type", "k_month"]
+    keys = ["k_org", "k_user", "k_month"]
+    values = [f"v_{i}" for i in range(3 * len(_MONTHLY_PARTS))]
+    # A last day as YYYYMMDD, 0 for none (a type without usage that month): NULLs
+    # would not compare.
+    rollup_values, daily_values = {}, {}
+    for n, (part, tokens, events, last) in enumerate(_MONTHLY_PARTS):
+        rollup_values |= {
+            f"v_{3 * n}": F(tokens),
+            f"v_{3 * n + 1}": F(events),
+            f"v_{3 * n + 2}": Coalesce(_day_number(last), 0),
+        }
+        rows = Q() if part == "total" else Q(token_type=part)
+        daily_values |= {
+            f"v_{3 * n}": Coalesce(Sum("tokens", filter=rows), 0),
+            f"v_{3 * n + 1}": Coalesce(Sum("events", filter=rows), 0),
+            f"v_{3 * n + 2}": Coalesce(Max(_day_number("day"), filter=rows), 0),
+        }
     rollup = _scoped(MonthlyUsage.objects.all(), organization).values(
         k_org=F("organization_id"),
         k_user=F("user_id"),
-        k_type=F("token_type"),
         k_month=F("month"),
-        v_0=F("tokens"),
-        v_1=F("events"),
-        v_2=_day_number("last_day"),
+        **rollup_values,
     )
     daily = (
         _scoped(Daily.objects.all(), organization)
@@ -491,15 +521,12 @@ def _check_monthly(organization: Organization | None) -> list[str]:
         .values(
             k_org=F("organization_id"),
             k_user=F("user_id"),
-            k_type=F("token_type"),
             # A date on every backend (date_trunc gives a timestamp on PostgreSQL).
             k_month=Cast(TruncMonth("day"), output_field=DateField()),
         )
-        .annotate(v_0=Sum("tokens"), v_1=Sum("events"), v_2=Max(_day_number("day")))
+        .annotate(**daily_values)
     )
-    rows = _differences(
-        rollup, daily, keys, ["v_0", "v_1", "v_2"], right_needs_left=True
-    )
+    rows = _differences(rollup, daily, keys, values, right_needs_left=True)
     emails = _emails(r[1] for r in rows)
     names = dict(
         Organization.objects.filter(pk__in={r[0] for r in rows}).values_list(
@@ -507,22 +534,28 @@ def _check_monthly(organization: Organization | None) -> list[str]:
         )
     )
     lines = []
+    size = len(values)
     for row in rows:
-        org_id, user_id, token_type, month, tokens, count, last = row[:7]
-        d_tokens, d_count, d_last, has_rollup = row[7:11]
+        org_id, user_id, month = row[:3]
+        ours, theirs = row[3 : 3 + size], row[3 + size : 3 + 2 * size]
+        has_rollup = row[3 + 2 * size]
         who = (
             f"{emails.get(user_id, user_id)}, {names.get(org_id)} (id {org_id}), "
-            f"{token_type}, {_month(month)}"
+            f"{_month(month)}"
         )
-        daily_says = f"{_n(d_tokens)} tokens in {_n(d_count)} events"
-        if d_last:
-            daily_says += f", last on {_from_day_number(d_last)}"
+        # The parts that differ (all of the daily usage's when the row is missing).
+        parts = [
+            (part, ours[3 * n : 3 * n + 3], theirs[3 * n : 3 * n + 3])
+            for n, (part, *_columns) in enumerate(_MONTHLY_PARTS)
+            if ours[3 * n : 3 * n + 3] != theirs[3 * n : 3 * n + 3]
+        ]
+        daily_says = "; ".join(_monthly_part(p, *d) for p, _m, d in parts)
         if not has_rollup:
             detail = f"no monthly usage row but the daily usage says {daily_says}."
         else:
+            rollup_says = "; ".join(_monthly_part(p, *m) for p, m, _d in parts)
             detail = (
-                f"monthly usage {_n(tokens)} tokens in {_n(count)} events, last on "
-                f"{_from_day_number(last)}, but the daily usage says {daily_says}."
+                f"monthly usage {rollup_says}, but the daily usage says {daily_says}."
             )
         lines.append(_line("5c", f"{who}: {detail}"))
     return _listed("5c", lines)

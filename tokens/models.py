@@ -437,10 +437,13 @@ class OrgDailyUsage(models.Model):
 
 
 class MonthlyUsage(models.Model):
-    """Usage per organization, user, type and month (UTC), with the user's last day
-    with usage that month: ``DailyUsage`` without the model and the day, kept in the
-    same transaction as the events. Token Statistics reads active and top users of
-    whole months here (a row per user and month instead of one per day and model)."""
+    """Usage per organization, user and month (UTC): one row with each token type's
+    tokens, events and last day with usage that month, and their totals (the last
+    day of any type). ``DailyUsage`` without the model and the day, kept in the same
+    transaction as the events. Token Statistics reads active and top users of whole
+    months here: one row per user and month, so a month's active users are counted
+    from an index alone and its top users are the first entries of an index sorted
+    by tokens."""
 
     # No index of its own: the unique key's index starts with it.
     organization = models.ForeignKey(
@@ -449,35 +452,73 @@ class MonthlyUsage(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    token_type = models.CharField(max_length=10, choices=TokenType.choices)
     month = models.DateField(help_text=_("First day of the month (UTC)."))
-    tokens = models.BigIntegerField(default=0)
-    events = models.BigIntegerField(default=0)
-    last_day = models.DateField(help_text=_("Last day with usage in the month (UTC)."))
+    inference_tokens = models.BigIntegerField(default=0)
+    inference_events = models.BigIntegerField(default=0)
+    embedding_tokens = models.BigIntegerField(default=0)
+    embedding_events = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(
+        default=0, help_text=_("Inference and embedding tokens.")
+    )
+    events = models.BigIntegerField(
+        default=0, help_text=_("Inference and embedding events.")
+    )
+    last_day = models.DateField(
+        help_text=_("Last day with usage of any type in the month (UTC).")
+    )
+    inference_last_day = models.DateField(
+        null=True,
+        blank=True,
+        help_text=_("Last day with inference usage in the month; empty: none."),
+    )
+    embedding_last_day = models.DateField(
+        null=True,
+        blank=True,
+        help_text=_("Last day with embedding usage in the month; empty: none."),
+    )
 
     class Meta:
         indexes = [
-            # Covering: active and top users of a range of months are read from the
-            # index alone (index-only scans), without visiting the table.
+            # Token Statistics: a month's users in the order of their tokens, with
+            # what the page reads of them (covering: index-only scans; PostgreSQL
+            # only, other databases ignore ``include``).
             models.Index(
-                fields=["organization", "month"],
-                include=["token_type", "user", "tokens", "events", "last_day"],
-                name="monthly_org_month_idx",
+                fields=["organization", "month", "-tokens"],
+                include=[
+                    "user",
+                    "events",
+                    "last_day",
+                    "inference_tokens",
+                    "inference_events",
+                    "inference_last_day",
+                    "embedding_tokens",
+                    "embedding_events",
+                    "embedding_last_day",
+                ],
+                name="monthly_org_month_tokens_idx",
             ),
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "user", "token_type", "month"],
+                fields=["organization", "user", "month"],
                 name="monthlyusage_key_unique",
             ),
             models.CheckConstraint(
-                condition=Q(tokens__gte=0) & Q(events__gte=0),
+                condition=Q(inference_tokens__gte=0)
+                & Q(inference_events__gte=0)
+                & Q(embedding_tokens__gte=0)
+                & Q(embedding_events__gte=0),
                 name="monthlyusage_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(tokens=F("inference_tokens") + F("embedding_tokens"))
+                & Q(events=F("inference_events") + F("embedding_events")),
+                name="monthlyusage_totals",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} · {self.token_type} · {self.month:%Y-%m}"
+        return f"{self.user} · {self.month:%Y-%m}"
 
 
 class DistributionPolicy(models.Model):

@@ -1,15 +1,19 @@
-"""analytics.selectors on ranges that do not follow month edges.
+"""analytics.selectors on ranges that do or do not follow month edges.
 
-Active and top users read ``MonthlyUsage`` for the whole months of a range and
-``DailyUsage`` for the days before and after them; organization-wide figures read
-``OrgDailyUsage``. Usage is recorded through the metering service (the real write
-path), and every figure is compared with sums of the raw ``UsageEvent`` rows.
+Active and top users read ``MonthlyUsage`` (one row per user and month) for the whole
+months of a range and ``DailyUsage`` for the days before and after them; a range of
+whole months reads ``MonthlyUsage`` only, a single whole month of every type through
+its index sorted by tokens. Organization-wide figures read ``OrgDailyUsage``. Usage is
+recorded through the metering service (the real write path), and every figure is
+compared with sums of the raw ``UsageEvent`` rows.
 """
 
 import datetime as dt
 from collections import defaultdict
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from analytics import selectors
 from analytics.selectors import StatsPeriod
@@ -250,3 +254,156 @@ def test_a_range_is_whole_months_and_the_days_around_them(
         months,
         after,
     )
+
+
+# --- one row per user and month: the paths of active and top users -----------------
+
+
+@pytest.fixture
+def crowd(org, other_org, service_key):
+    """October 2026: fourteen Acme members. p1 to p9 rank 1 to 9 by tokens; zed,
+    kim and lee tie at the 10th place (kim with both types, lee with embedding
+    only); nil used 0 tokens; ivy used inference early and embedding late in the
+    month. Around October: p1 on 30 September, lee on 1 November; Globex's biggest
+    user in October must never count."""
+    AIModelFactory(key="chat")
+    AIModelFactory(key="embed", token_type="embedding")
+    plan = [
+        *((f"p{n}", "chat", D(2026, 10, n), 10_000 - 500 * n) for n in range(1, 10)),
+        ("p2", "embed", D(2026, 10, 25), 3),
+        ("zed", "chat", D(2026, 10, 12), 1_000),
+        ("kim", "chat", D(2026, 10, 8), 600),
+        ("kim", "embed", D(2026, 10, 30), 400),
+        ("lee", "embed", D(2026, 10, 14), 1_000),
+        ("nil", "chat", D(2026, 10, 15), 0),
+        ("ivy", "chat", D(2026, 10, 3), 200),
+        ("ivy", "embed", D(2026, 10, 20), 100),
+        ("p1", "chat", D(2026, 9, 30), 100),
+        ("lee", "embed", D(2026, 11, 1), 50),
+    ]
+    people = {
+        name: UserFactory(organization=org, email=f"{name}@acme.example")
+        for name in dict.fromkeys(name for name, *_rest in plan)
+    }
+    stranger = UserFactory(organization=other_org, email="gus@globex.example")
+    events = [
+        {
+            "event_id": f"c-{n}",
+            "user": people[name].email,
+            "model": model,
+            "token_type": "embedding" if model == "embed" else "inference",
+            "prompt_tokens": tokens,
+            "completion_tokens": 0,
+            "occurred_at": f"{day.isoformat()}T{8 + n % 12:02d}:00:00+00:00",
+        }
+        for n, (name, model, day, tokens) in enumerate(plan)
+    ]
+    events.append(
+        {
+            "event_id": "c-globex",
+            "user": stranger.email,
+            "model": "chat",
+            "token_type": "inference",
+            "prompt_tokens": 99_000,
+            "completion_tokens": 0,
+            "occurred_at": "2026-10-10T12:00:00+00:00",
+        }
+    )
+    # In batches of one type at a time, then the other: the monthly rows are
+    # written by several upserts.
+    for token_type in TYPES:
+        batch = [e for e in events if e["token_type"] == token_type]
+        result = metering.usage_record(key=service_key[0], events=batch)
+        assert result.as_dict()["recorded"] == len(batch)
+    return people
+
+
+OCTOBER = (D(2026, 10, 1), D(2026, 10, 31))
+# Each range and the rollups its active and top users read: whole months the
+# monthly rollup only, days at the edges the daily rollup.
+CROWD_RANGES = {
+    "one whole month": (OCTOBER, {"monthlyusage"}),
+    "several whole months": ((D(2026, 9, 1), D(2026, 11, 30)), {"monthlyusage"}),
+    "whole month with edge days": (
+        (D(2026, 9, 30), D(2026, 11, 1)),
+        {"monthlyusage", "dailyusage"},
+    ),
+    "edge days only": ((D(2026, 10, 2), D(2026, 10, 30)), {"dailyusage"}),
+}
+
+
+def page_reads(org, period) -> tuple[set[str], tuple[dict, int], list]:
+    """The rollups that active and top users read, and what they return."""
+    with CaptureQueriesContext(connection) as ctx:
+        active = selectors._active_users(org, period)
+        top = selectors.top_users(org, period, total=1)
+    assert len(ctx.captured_queries) == 2, "one query each"
+    sql = " ".join(q["sql"] for q in ctx.captured_queries)
+    tables = {t for t in ("monthlyusage", "dailyusage") if f"tokens_{t}" in sql}
+    return tables, active, top
+
+
+@pytest.mark.parametrize("which", list(CROWD_RANGES))
+@pytest.mark.parametrize("token_type", ["all", "inference", "embedding"])
+def test_active_and_top_users_on_every_path(org, crowd, which, token_type):
+    (start, end), rollups = CROWD_RANGES[which]
+    types = TYPES if token_type == "all" else (token_type,)
+    period = StatsPeriod(start, end, types)
+    want = from_events(org, start, end, types)
+
+    tables, (by_type, overall), top = page_reads(org, period)
+    assert tables == rollups
+    assert {t: by_type[t] for t in types} == {
+        t: want["active_by_type"][t] for t in types
+    }
+    assert {t: by_type[t] for t in TYPES if t not in types} == {
+        t: 0 for t in TYPES if t not in types
+    }
+    assert overall == want["active"]
+    assert [(u.email, u.tokens, u.events, u.last_active) for u in top] == want["top"][
+        : selectors.TOP_USERS
+    ]
+
+
+def test_one_whole_month_ties_at_the_10th_place_go_by_email(org, crowd):
+    top = selectors.top_users(org, StatsPeriod(*OCTOBER), total=1)
+    assert [u.email.split("@")[0] for u in top] == [
+        *(f"p{n}" for n in range(1, 10)),
+        # zed, kim and lee share the 10th place (1,000 tokens): kim by email.
+        "kim",
+    ]
+    assert (top[-1].tokens, top[-1].events) == (1_000, 2)
+    # Fewer places than the tied users: still by email.
+    top = selectors.top_users(org, StatsPeriod(*OCTOBER), total=1, limit=11)
+    assert [u.email.split("@")[0] for u in top[-2:]] == ["kim", "lee"]
+    # More places than users with usage: all of them, the one with 0 tokens last.
+    top = selectors.top_users(org, StatsPeriod(*OCTOBER), total=1, limit=50)
+    assert len(top) == 14
+    assert (top[-1].email, top[-1].tokens, top[-1].events) == ("nil@acme.example", 0, 1)
+
+
+def test_a_user_of_both_types_is_one_active_user_in_a_whole_month(org, crowd):
+    active = selectors.kpis(org, StatsPeriod(*OCTOBER)).active_users
+    # Inference: p1 to p9, zed, kim, nil, ivy; embedding: p2, kim, lee, ivy.
+    assert active.by_type == {"inference": 13, "embedding": 4}
+    # p2, kim and ivy used both: counted once.
+    assert active.total == 14
+    inference = selectors.kpis(org, StatsPeriod(*OCTOBER, ("inference",)))
+    assert inference.active_users.by_type == {"inference": 13, "embedding": 0}
+    assert inference.active_users.total == 13
+
+
+@pytest.mark.parametrize("which", list(CROWD_RANGES))
+def test_last_active_is_of_the_types_shown(org, crowd, which):
+    (start, end), _rollups = CROWD_RANGES[which]
+
+    def last_active(*types):
+        top = selectors.top_users(
+            org, StatsPeriod(start, end, types), total=1, limit=50
+        )
+        return {u.email: u.last_active for u in top}["ivy@acme.example"]
+
+    # ivy: inference on 3 October, embedding on 20 October.
+    assert last_active("inference") == D(2026, 10, 3)
+    assert last_active("embedding") == D(2026, 10, 20)
+    assert last_active(*TYPES) == D(2026, 10, 20)

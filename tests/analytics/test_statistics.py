@@ -555,12 +555,26 @@ def count_queries(client, params) -> int:
     return len(ctx.captured_queries)
 
 
-def test_the_page_never_reads_raw_events(admin_client, dataset):
+@pytest.mark.parametrize(
+    ("start", "end", "rollups"),
+    [
+        # Whole months: the organization and monthly rollups only.
+        ("2025-01-01", "2026-12-31", {"orgdailyusage", "monthlyusage"}),
+        # Days at the edges: the daily rollup too, for those days.
+        ("2025-01-15", "2026-12-20", {"orgdailyusage", "monthlyusage", "dailyusage"}),
+    ],
+)
+def test_the_page_never_reads_raw_events(admin_client, dataset, start, end, rollups):
     admin_client.get(PAGE)
     with CaptureQueriesContext(connection) as ctx:
-        page(admin_client, start="2025-01-01", end="2026-12-31")
+        page(admin_client, start=start, end=end)
     tables = " ".join(q["sql"] for q in ctx.captured_queries)
-    assert "tokens_dailyusage" in tables
+    read = {
+        name
+        for name in ("orgdailyusage", "monthlyusage", "dailyusage")
+        if f"tokens_{name}" in tables
+    }
+    assert read == rollups
     assert "tokens_usageevent" not in tables
 
 

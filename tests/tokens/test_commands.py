@@ -98,7 +98,9 @@ def _miscount_daily(world):
     OrgDailyUsage.objects.filter(
         organization=row.organization_id, model=row.model_id, day=row.day
     ).update(events=F("events") + 1)
-    MonthlyUsage.objects.filter(user=world.admin).update(events=F("events") + 1)
+    MonthlyUsage.objects.filter(user=world.admin).update(
+        inference_events=F("inference_events") + 1, events=F("events") + 1
+    )
 
 
 def _miscount_org_daily(world):

@@ -8,6 +8,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -30,7 +31,7 @@ from tokens.models import (
     UsageCounter,
     UsageEvent,
 )
-from tokens.services import allocation_set_limit, user_deactivate
+from tokens.services import allocation_set_limit, metering, user_deactivate
 
 pytestmark = pytest.mark.django_db
 
@@ -328,49 +329,77 @@ def test_org_daily_rollup_is_checked_in_both_directions(world):
 
 def test_monthly_rollup_is_checked_in_both_directions(world):
     acme = f"Acme Corp (id {world.org.pk})"
+    globex = f"Globex (id {world.other.pk})"
     today = world.now.astimezone(dt.UTC).date()
     this_month, last_month = period_of(today), previous_period(period_of(today))
-    # Changed rows: the member's embedding tokens this month; the member's last
-    # day of inference last month (really its last day).
-    MonthlyUsage.objects.filter(user=world.member, token_type="embedding").update(
-        tokens=F("tokens") + 1
+    last_of_last = (this_month - dt.timedelta(days=1)).isoformat()
+    # Changed rows: the member's embedding tokens this month (and the total, which
+    # the table's constraint keeps equal to the types' sum); the member's last days
+    # last month: no inference one (NULL), and a wrong one of any type.
+    MonthlyUsage.objects.filter(user=world.member, month=this_month).update(
+        embedding_tokens=F("embedding_tokens") + 1, tokens=F("tokens") + 1
     )
-    MonthlyUsage.objects.filter(
-        user=world.member, token_type="inference", month=last_month
-    ).update(last_day=last_month)
+    MonthlyUsage.objects.filter(user=world.member, month=last_month).update(
+        inference_last_day=None, last_day=last_month
+    )
+    # A last day of a type without usage (Globex has no embedding usage).
+    MonthlyUsage.objects.filter(user=world.outsider).update(embedding_last_day=today)
     # A missing row: the admin's usage this month.
     MonthlyUsage.objects.filter(user=world.admin).delete()
     # An extra row: a month the leaver used nothing.
     MonthlyUsage.objects.create(
         organization=world.org,
         user=world.leaver,
-        token_type="inference",
         month=this_month,
+        inference_tokens=3,
+        inference_events=1,
+        inference_last_day=today,
         tokens=3,
         events=1,
         last_day=today,
     )
     name = "Invariant 5c (monthly rollup = daily rollup): "
-    last_of_last = (this_month - dt.timedelta(days=1)).isoformat()
+    on_today = f"last on {today.isoformat()}"
     assert sorted(check_ledger()) == sorted(
         [
-            f"{name}member@acme.example, {acme}, embedding, {label(this_month)}: "
-            f"monthly usage 4,502 tokens in 1 events, last on {today.isoformat()}, "
-            "but the daily usage says 4,501 tokens in 1 events, last on "
-            f"{today.isoformat()}.",
-            f"{name}member@acme.example, {acme}, inference, {label(last_month)}: "
-            f"monthly usage 1,000 tokens in 1 events, last on "
-            f"{last_month.isoformat()}, but the daily usage says 1,000 tokens in 1 "
-            f"events, last on {last_of_last}.",
-            f"{name}admin@acme.example, {acme}, inference, {label(this_month)}: no "
-            "monthly usage row but the daily usage says 550 tokens in 1 events, "
-            f"last on {today.isoformat()}.",
-            f"{name}leaver@acme.example, {acme}, inference, {label(this_month)}: "
-            f"monthly usage 3 tokens in 1 events, last on {today.isoformat()}, but "
-            "the daily usage says 0 tokens in 0 events.",
+            f"{name}member@acme.example, {acme}, {label(this_month)}: monthly usage "
+            f"embedding 4,502 tokens in 1 events, {on_today}; total 12,602 tokens "
+            f"in 3 events, {on_today}, but the daily usage says embedding 4,501 "
+            f"tokens in 1 events, {on_today}; total 12,601 tokens in 3 events, "
+            f"{on_today}.",
+            f"{name}member@acme.example, {acme}, {label(last_month)}: monthly usage "
+            "inference 1,000 tokens in 1 events; total 1,000 tokens in 1 events, "
+            f"last on {last_month.isoformat()}, but the daily usage says inference "
+            f"1,000 tokens in 1 events, last on {last_of_last}; total 1,000 tokens "
+            f"in 1 events, last on {last_of_last}.",
+            f"{name}user@globex.example, {globex}, {label(this_month)}: monthly "
+            f"usage embedding 0 tokens in 0 events, {on_today}, but the daily usage "
+            "says embedding 0 tokens in 0 events.",
+            f"{name}admin@acme.example, {acme}, {label(this_month)}: no monthly "
+            f"usage row but the daily usage says inference 550 tokens in 1 events, "
+            f"{on_today}; total 550 tokens in 1 events, {on_today}.",
+            f"{name}leaver@acme.example, {acme}, {label(this_month)}: monthly usage "
+            f"inference 3 tokens in 1 events, {on_today}; total 3 tokens in 1 "
+            f"events, {on_today}, but the daily usage says inference 0 tokens in 0 "
+            "events; total 0 tokens in 0 events.",
         ]
     )
-    assert check_ledger(organization=world.other) == []
+    assert [v[:13] for v in check_ledger(organization=world.other)] == ["Invariant 5c "]
+
+
+def test_monthly_rollup_totals_are_kept_by_the_database(world):
+    row = MonthlyUsage.objects.get(user=world.admin)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        MonthlyUsage.objects.filter(pk=row.pk).update(tokens=F("tokens") + 1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        MonthlyUsage.objects.filter(pk=row.pk).update(
+            embedding_events=F("embedding_events") + 1
+        )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        MonthlyUsage.objects.filter(pk=row.pk).update(
+            inference_tokens=-1, tokens=F("tokens") - F("inference_tokens") - 1
+        )
+    assert check_ledger() == []
 
 
 def test_a_check_can_be_scoped_to_one_organization(world):
@@ -443,4 +472,66 @@ def test_usage_events_exist_in_the_world(world):
     assert UsageEvent.objects.count() == 6
     assert DailyUsage.objects.count() == 5
     assert OrgDailyUsage.objects.count() == 4
-    assert MonthlyUsage.objects.count() == 5
+    # One row per organization, user and month (the member's two types in one).
+    assert MonthlyUsage.objects.count() == 4
+
+
+def test_monthly_rollup_keeps_each_types_last_day_across_batches(org, service_key):
+    """One row per user and month, written by batches of one type or the other: a
+    batch without usage of a type leaves that type's last day as it is (the upsert
+    keeps the greater of two last days, ignoring NULL on every backend: SQLite's
+    MAX(day, NULL) is NULL), and an earlier day never replaces a later one."""
+    AIModelFactory(key="chat")
+    AIModelFactory(key="embed", token_type="embedding")
+    ava = UserFactory(organization=org, email="ava@acme.example")
+
+    def record(*events):
+        result = metering.usage_record(
+            key=service_key[0],
+            events=[
+                {
+                    "event_id": f"e-{model}-{day}",
+                    "user": ava.email,
+                    "model": model,
+                    "token_type": "embedding" if model == "embed" else "inference",
+                    "prompt_tokens": tokens,
+                    "completion_tokens": 0,
+                    "occurred_at": f"2026-07-{day:02d}T12:00:00+00:00",
+                }
+                for model, day, tokens in events
+            ],
+        )
+        assert result.as_dict()["recorded"] == len(events)
+        row = MonthlyUsage.objects.get(user=ava)
+        return (
+            (row.inference_tokens, row.inference_events, row.inference_last_day),
+            (row.embedding_tokens, row.embedding_events, row.embedding_last_day),
+            (row.tokens, row.events, row.last_day),
+        )
+
+    july = dt.date(2026, 7, 1)
+    assert record(("chat", 3, 100), ("chat", 5, 10)) == (
+        (110, 2, july.replace(day=5)),
+        (0, 0, None),
+        (110, 2, july.replace(day=5)),
+    )
+    # Embedding only: inference's last day stays; embedding's is its own.
+    assert record(("embed", 4, 7)) == (
+        (110, 2, july.replace(day=5)),
+        (7, 1, july.replace(day=4)),
+        (117, 3, july.replace(day=5)),
+    )
+    # An earlier inference day: no last day moves back.
+    assert record(("chat", 2, 1)) == (
+        (111, 3, july.replace(day=5)),
+        (7, 1, july.replace(day=4)),
+        (118, 4, july.replace(day=5)),
+    )
+    # A later embedding day moves embedding's and the total's.
+    assert record(("embed", 9, 2)) == (
+        (111, 3, july.replace(day=5)),
+        (9, 2, july.replace(day=9)),
+        (120, 5, july.replace(day=9)),
+    )
+    assert MonthlyUsage.objects.count() == 1
+    assert check_ledger() == []

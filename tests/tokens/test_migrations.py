@@ -36,6 +36,7 @@ def test_rollups_are_backfilled_from_daily_usage_and_removed_on_reverse():
             (org, ava, big, "inference", dt.date(2026, 7, 5), 40, 1),
             (org, ava, chat, "inference", dt.date(2026, 7, 30), 7, 1),
             (org, bob, chat, "inference", dt.date(2026, 7, 5), 5, 1),
+            (org, bob, big, "embedding", dt.date(2026, 7, 20), 11, 2),
             (org, bob, chat, "embedding", dt.date(2026, 8, 1), 9, 3),
             (other, gus, chat, "inference", dt.date(2026, 7, 5), 50, 5),
         ]
@@ -65,29 +66,37 @@ def test_rollups_are_backfilled_from_daily_usage_and_removed_on_reverse():
                 (org.pk, big.pk, "inference", dt.date(2026, 7, 5), 40, 1),
                 (org.pk, chat.pk, "inference", dt.date(2026, 7, 30), 7, 1),
                 (org.pk, chat.pk, "embedding", dt.date(2026, 8, 1), 9, 3),
+                (org.pk, big.pk, "embedding", dt.date(2026, 7, 20), 11, 2),
                 (other.pk, chat.pk, "inference", dt.date(2026, 7, 5), 50, 5),
             ]
         )
+        # One row per organization, user and month: each type's tokens, events
+        # and last day (none without usage of the type), then the totals.
         assert sorted(
             monthly.objects.values_list(
                 "organization_id",
                 "user_id",
-                "token_type",
                 "month",
+                "inference_tokens",
+                "inference_events",
+                "inference_last_day",
+                "embedding_tokens",
+                "embedding_events",
+                "embedding_last_day",
                 "tokens",
                 "events",
                 "last_day",
             )
         ) == sorted(
             [
-                (org.pk, ava.pk, "inference", dt.date(2026, 7, 1), 147, 4,
-                 dt.date(2026, 7, 30)),
-                (org.pk, bob.pk, "inference", dt.date(2026, 7, 1), 5, 1,
-                 dt.date(2026, 7, 5)),
-                (org.pk, bob.pk, "embedding", dt.date(2026, 8, 1), 9, 3,
-                 dt.date(2026, 8, 1)),
-                (other.pk, gus.pk, "inference", dt.date(2026, 7, 1), 50, 5,
-                 dt.date(2026, 7, 5)),
+                (org.pk, ava.pk, dt.date(2026, 7, 1), 147, 4, dt.date(2026, 7, 30),
+                 0, 0, None, 147, 4, dt.date(2026, 7, 30)),
+                (org.pk, bob.pk, dt.date(2026, 7, 1), 5, 1, dt.date(2026, 7, 5),
+                 11, 2, dt.date(2026, 7, 20), 16, 3, dt.date(2026, 7, 20)),
+                (org.pk, bob.pk, dt.date(2026, 8, 1), 0, 0, None,
+                 9, 3, dt.date(2026, 8, 1), 9, 3, dt.date(2026, 8, 1)),
+                (other.pk, gus.pk, dt.date(2026, 7, 1), 50, 5, dt.date(2026, 7, 5),
+                 0, 0, None, 50, 5, dt.date(2026, 7, 5)),
             ]
         )  # fmt: skip
         # The rollups agree with the daily rollup (there are no events here: only

@@ -727,7 +727,10 @@ def _case_update(
     are sorted by the unique key, which is the order the rows are locked in.
     ``by_organization``: the unique key is (organization, *unique) (the
     organization-level rollups). Columns in ``greatest`` keep the greater of the two
-    values (a last day) instead of adding them."""
+    values (a last day) instead of adding them, ignoring a NULL (no value: a last
+    day of a type without usage), on every backend: PostgreSQL's GREATEST ignores
+    NULLs, SQLite's MAX(a, b) is NULL when either is, so each side falls back on
+    the other. A missing value is 0, or NULL for a ``greatest`` column."""
     if not rows:
         return
     qn = connection.ops.quote_name
@@ -741,18 +744,23 @@ def _case_update(
         [
             [
                 *(_sql_value(v) for v in key),
-                *(_sql_value(rows[key].get(c, 0)) for c in amounts),
+                *(
+                    _sql_value(rows[key].get(c, None if c in greatest else 0))
+                    for c in amounts
+                ),
             ]
             for key in sorted(rows, key=lambda k: k if by_organization else k[1:])
         ],
     )
     larger = "GREATEST" if connection.vendor == "postgresql" else "MAX"
-    updates = ", ".join(
-        f"{qn(c)} = {larger}({table}.{qn(c)}, excluded.{qn(c)})"
-        if c in greatest
-        else f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}"
-        for c in amounts
-    )
+
+    def update(c: str) -> str:
+        old, new = f"{table}.{qn(c)}", f"excluded.{qn(c)}"
+        if c in greatest:
+            return f"{qn(c)} = {larger}(COALESCE({old}, {new}), COALESCE({new}, {old}))"
+        return f"{qn(c)} = {old} + {new}"
+
+    updates = ", ".join(update(c) for c in amounts)
     # Only quoted identifiers and placeholders are formatted in; values are params.
     sql = (
         f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
@@ -972,9 +980,9 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
 
 def _add_rollups(recorded: list[_Event]) -> None:
     """The organization-level rollups for the events this batch wrote: usage per
-    organization, model, type and day, and per organization, user, type and month
-    (with the user's last day with usage that month), keyed by the organization
-    the event is recorded under."""
+    organization, model, type and day, and per organization, user and month (one
+    row: each type's tokens, events and last day with usage, and their totals),
+    keyed by the organization the event is recorded under."""
     if not recorded:
         return
     org_daily: dict[tuple, dict[str, int]] = defaultdict(
@@ -988,18 +996,26 @@ def _add_rollups(recorded: list[_Event]) -> None:
         cell["tokens"] += ev.charge
         cell["events"] += 1
         cell = monthly.setdefault(
-            (org, ev.user.pk, ev.token_type, day.replace(day=1)),
-            {"tokens": 0, "events": 0, "last_day": day},
+            (org, ev.user.pk, day.replace(day=1)),
+            # A type without usage in this batch adds nothing and has no last day
+            # (NULL: the upsert keeps the row's own).
+            {
+                f"{prefix}{column}": None if column == "last_day" else 0
+                for prefix in ("", "inference_", "embedding_")
+                for column in ("tokens", "events", "last_day")
+            },
         )
-        cell["tokens"] += ev.charge
-        cell["events"] += 1
-        cell["last_day"] = max(cell["last_day"], day)
+        for prefix in ("", f"{ev.token_type}_"):
+            cell[f"{prefix}tokens"] += ev.charge
+            cell[f"{prefix}events"] += 1
+            last = cell[f"{prefix}last_day"]
+            cell[f"{prefix}last_day"] = day if last is None else max(last, day)
     _case_update(
         MonthlyUsage,
-        ("user_id", "token_type", "month"),
+        ("user_id", "month"),
         monthly,
         by_organization=True,
-        greatest=("last_day",),
+        greatest=("last_day", "inference_last_day", "embedding_last_day"),
     )
     # Last: every batch of the organization writes these rows, so they stay locked
     # only until the commit.
