@@ -100,11 +100,16 @@ class Allocation(models.Model):
     """A user's monthly limit for one token type. Changed only through services,
     each change recorded as an ``AllocationChange``."""
 
+    # No index of their own: a composite index starts with each (the unique key,
+    # allocation_org_type_idx).
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="+"
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="allocations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="allocations",
+        db_index=False,
     )
     token_type = models.CharField(max_length=10, choices=TokenType.choices)
     limit = models.BigIntegerField(default=0)
@@ -221,11 +226,16 @@ class UsageCounter(models.Model):
     """Tokens used and held by one user, for one type, in one month (UTC). The hot
     row of enforcement: authorizations change ``held`` with a conditional update."""
 
+    # No index of their own: a composite index starts with each (the unique key,
+    # counter_org_period_idx). Fewer indexes to write on every usage batch.
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="+"
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     token_type = models.CharField(max_length=10, choices=TokenType.choices)
     period = models.DateField(help_text=_("First day of the month (UTC)."))
@@ -314,12 +324,19 @@ class Hold(models.Model):
 class UsageEvent(models.Model):
     """One model interaction as reported by the gateway; append-only."""
 
-    event_id = models.CharField(max_length=128, unique=True)
+    # Unique through Meta (not unique=True): PostgreSQL then gets no second,
+    # pattern-matching (LIKE) index on it, which nothing queries.
+    event_id = models.CharField(max_length=128)
+    # No index of their own: a composite index starts with each (usage_org_time_idx,
+    # usage_user_idx). Every index is written by every recorded event.
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="+"
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="+")
     token_type = models.CharField(max_length=10, choices=TokenType.choices)
@@ -349,6 +366,9 @@ class UsageEvent(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["event_id"], name="usageevent_event_id_unique"
+            ),
             models.CheckConstraint(
                 condition=Q(prompt_tokens__gte=0)
                 & Q(completion_tokens__gte=0)
@@ -365,8 +385,10 @@ class DailyUsage(models.Model):
     """Usage per organization, user, model, type and day (UTC), kept in the same
     transaction as the events, so dashboards never scan raw events."""
 
+    # No index of its own: a composite index starts with it (the unique key,
+    # daily_org_day_idx).
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="+"
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
