@@ -629,7 +629,7 @@ def test_release_unknown_or_foreign_hold_404(gateway, user, other_org):
 
 def test_database_down_is_503_json_and_nothing_recorded(gateway, user):
     with mock.patch(
-        "tokens.services.metering._insert_events",
+        "tokens.services.metering.usage._insert_events",
         side_effect=OperationalError("server closed the connection unexpectedly"),
     ):
         response = gateway.post(USAGE, {"events": [event()]})
@@ -645,7 +645,7 @@ def test_transaction_failing_three_times_is_503(gateway, user):
     error = OperationalError("deadlock detected")
     error.__cause__ = Deadlock()
     with mock.patch(
-        "tokens.services.metering._ensure_counters", side_effect=error
+        "tokens.services.metering.holds._ensure_counters", side_effect=error
     ) as m:
         response = gateway.post(AUTHORIZE, ask())
     assert response.status_code == 503

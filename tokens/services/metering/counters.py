@@ -1,0 +1,169 @@
+"""Counter and hold helpers (create, add and release on counter rows, close and
+expire holds) and the upsert SQL they and the usage batch share."""
+
+import datetime as dt
+from collections import defaultdict
+
+from django.db import connection
+
+from tokens.models import Hold, UsageCounter
+
+
+def _ensure_counters(keys: set[tuple[int, int, str, dt.date]]) -> None:
+    """Create missing counter rows (organization, user, type, period)."""
+    UsageCounter.objects.bulk_create(
+        [
+            UsageCounter(organization_id=o, user_id=u, token_type=t, period=p)
+            for o, u, t, p in sorted(keys, key=lambda k: (k[1], k[2], k[3]))
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _update_counters(
+    used: dict[tuple, int] | None = None, released: dict[tuple, int] | None = None
+) -> None:
+    """Add ``used`` and subtract ``released`` (held tokens) on counter rows keyed
+    (organization, user, type, period): one upsert creates missing rows and adds
+    ``used``, locking every row in key order; then, when holds were closed, one
+    UPDATE takes their tokens off ``held`` (rows this transaction already locked)."""
+    used, released = used or {}, released or {}
+    # A counter is unique per (user, type, period): merge keys that differ only in
+    # the organization (a hold opened before its user moved); a new row gets the
+    # first organization seen.
+    rows: dict[tuple, dict[str, int]] = {}
+    orgs: dict[tuple, int] = {}
+    for (o, *unique), n in [*used.items(), *((k, 0) for k in released)]:
+        unique = tuple(unique)
+        orgs.setdefault(unique, o)
+        cell = rows.setdefault(unique, {"used": 0, "held": 0})
+        cell["used"] += n
+    if not rows:
+        return
+    _case_update(
+        UsageCounter,
+        ("user_id", "token_type", "period"),
+        {(orgs[k], *k): amounts for k, amounts in rows.items()},
+    )
+    taken: dict[tuple, int] = defaultdict(int)
+    for (_o, *unique), n in released.items():
+        taken[tuple(unique)] += n
+    if taken:
+        table = connection.ops.quote_name(UsageCounter._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET held = held - %s "  # noqa: S608
+                "WHERE user_id = %s AND token_type = %s AND period = %s",
+                [(n, u, t, _sql_value(p)) for (u, t, p), n in sorted(taken.items())],
+            )
+
+
+def _close_holds(holds: list[dict], status: str, now: dt.datetime) -> dict:
+    """Mark open holds closed; returns the held tokens to take off each counter."""
+    released: dict[tuple, int] = defaultdict(int)
+    if not holds:
+        return released
+    Hold.objects.filter(
+        pk__in=[h["id"] for h in holds], status=Hold.Status.OPEN
+    ).update(status=status, closed_at=now)
+    for h in holds:
+        key = (h["organization_id"], h["user_id"], h["token_type"], h["period"])
+        released[key] += h["tokens"]
+    return released
+
+
+_HOLD_FIELDS = ("id", "organization_id", "user_id", "token_type", "period", "tokens")
+
+
+def _expire_due(queryset, now: dt.datetime) -> int:
+    due = list(
+        queryset.filter(status=Hold.Status.OPEN, expires_at__lte=now)
+        .select_for_update()
+        .order_by("id")
+        .values(*_HOLD_FIELDS)
+    )
+    _update_counters(released=_close_holds(due, Hold.Status.EXPIRED, now))
+    return len(due)
+
+
+# --- upsert SQL (counters, rollups, and the events' insert) ------------------------
+
+
+def _rows_source(model, columns: list[str], rows: list[list]) -> tuple[str, list]:
+    """The rows to INSERT, as SQL and parameters. On PostgreSQL one array per
+    column, ``SELECT * FROM unnest(%s::type[], …)``: a short statement with a
+    parameter per column, whatever the number of rows (a VALUES list of 1,000 rows
+    has 17,000 placeholders, which the driver parses again on every call). Elsewhere
+    a VALUES list. ``rows`` are in the order to insert (and to lock) them."""
+    if connection.vendor == "postgresql":
+        by_column = {f.column: f for f in model._meta.concrete_fields}
+        casts = ", ".join(f"%s::{by_column[c].db_type(connection)}[]" for c in columns)
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        return f"SELECT * FROM unnest({casts})", arrays  # noqa: S608
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
+
+
+def _sql_value(value):
+    """A key value as a raw-SQL parameter (dates as ISO text on every backend)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return connection.ops.adapt_datefield_value(value)
+    return value
+
+
+def _case_update(
+    model,
+    unique: tuple[str, ...],
+    rows: dict[tuple, dict[str, int]],
+    *,
+    by_organization: bool = False,
+    greatest: tuple[str, ...] = (),
+) -> None:
+    """One statement adding per-row amounts to integer columns of rows keyed
+    (organization, *unique): INSERT … VALUES … ON CONFLICT (unique) DO UPDATE SET
+    col = col + excluded.col. Missing rows are created with the amounts; the VALUES
+    are sorted by the unique key, which is the order the rows are locked in.
+    ``by_organization``: the unique key is (organization, *unique) (the
+    organization-level rollups). Columns in ``greatest`` keep the greater of the two
+    values (a last day) instead of adding them, ignoring a NULL (no value: a last
+    day of a type without usage), on every backend: PostgreSQL's GREATEST ignores
+    NULLs, SQLite's MAX(a, b) is NULL when either is, so each side falls back on
+    the other. A missing value is 0, or NULL for a ``greatest`` column."""
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    amounts = sorted({c for values in rows.values() for c in values})
+    columns = ["organization_id", *unique, *amounts]
+    conflict = ("organization_id", *unique) if by_organization else unique
+    source, params = _rows_source(
+        model,
+        columns,
+        [
+            [
+                *(_sql_value(v) for v in key),
+                *(
+                    _sql_value(rows[key].get(c, None if c in greatest else 0))
+                    for c in amounts
+                ),
+            ]
+            for key in sorted(rows, key=lambda k: k if by_organization else k[1:])
+        ],
+    )
+    larger = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+
+    def update(c: str) -> str:
+        old, new = f"{table}.{qn(c)}", f"excluded.{qn(c)}"
+        if c in greatest:
+            return f"{qn(c)} = {larger}(COALESCE({old}, {new}), COALESCE({new}, {old}))"
+        return f"{qn(c)} = {old} + {new}"
+
+    updates = ", ".join(update(c) for c in amounts)
+    # Only quoted identifiers and placeholders are formatted in; values are params.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
+        f"{source} "
+        f"ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

@@ -1,0 +1,244 @@
+"""Holds: authorize (reserve tokens), release, expiry, and the balance."""
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from accounts.models import ServiceKey
+from asksage_admin.lib.periods import label, period_of
+from tokens.models import Allocation, Hold, UsageCounter
+from tokens.services.metering._common import (
+    MeteringError,
+    resolve_model,
+    resolve_user,
+    with_retries,
+)
+from tokens.services.metering.counters import (
+    _HOLD_FIELDS,
+    _close_holds,
+    _ensure_counters,
+    _expire_due,
+    _sql_value,
+    _update_counters,
+)
+
+
+def _limit_subquery():
+    return Subquery(
+        Allocation.objects.filter(
+            user_id=OuterRef("user_id"), token_type=OuterRef("token_type")
+        ).values("limit")[:1]
+    )
+
+
+# --- authorize ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Authorization:
+    hold: Hold
+    remaining: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hold_id": str(self.hold.pk),
+            "tokens": self.hold.tokens,
+            "remaining": self.remaining,
+            "expires_at": self.hold.expires_at.isoformat(),
+            "status": self.hold.status,
+        }
+
+
+def _remaining(user_id: int, token_type: str, period: dt.date) -> int:
+    row = (
+        UsageCounter.objects.filter(
+            user_id=user_id, token_type=token_type, period=period
+        )
+        .annotate(limit=_limit_subquery())
+        .values("used", "held", "limit")
+        .first()
+    )
+    if row is None:
+        limit = (
+            Allocation.objects.filter(user_id=user_id, token_type=token_type)
+            .values_list("limit", flat=True)
+            .first()
+        )
+        return limit or 0
+    return max(0, (row["limit"] or 0) - row["used"] - row["held"])
+
+
+@with_retries
+def authorize(
+    *,
+    key: ServiceKey,
+    user_email: str,
+    model_key: str,
+    token_type: str,
+    tokens: int,
+    request_id: str,
+) -> Authorization:
+    """Reserve ``tokens`` for a user, or refuse. The same request_id (per key)
+    returns the same hold."""
+    with transaction.atomic():
+        existing = (
+            Hold.objects.select_related("user")
+            .filter(service_key=key, request_id=request_id)
+            .first()
+        )
+        if existing is not None:
+            if (
+                existing.user.email != str(user_email).strip().lower()
+                or existing.tokens != tokens
+                or existing.token_type != token_type
+            ):
+                raise MeteringError(
+                    409,
+                    "conflict",
+                    "This request_id was already used for a different authorization.",
+                )
+            return Authorization(
+                existing, _remaining(existing.user_id, token_type, existing.period)
+            )
+        user = resolve_user(key, user_email)
+        model = resolve_model(model_key, user.organization_id)
+        now = timezone.now()
+        period = period_of(now)
+        # The hold first: the counter row, which every request of this user
+        # updates, is then locked only from the conditional UPDATE to the commit.
+        # A refusal rolls the hold back with the rest.
+        hold = Hold.objects.create(
+            organization_id=user.organization_id,
+            user=user,
+            service_key=key,
+            model=model,
+            token_type=token_type,
+            period=period,
+            tokens=tokens,
+            request_id=request_id,
+            expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
+            created_at=now,
+        )
+        granted = _reserve(user.pk, token_type, period, tokens)
+        if granted is None:
+            # Not enough left, or no counter yet this month: give back this user's
+            # holds past their time (lazy expiry: a stale hold matters only when
+            # its tokens are needed, so a granted request skips this query), create
+            # the counter if missing, and try again.
+            _expire_due(Hold.objects.filter(user=user, token_type=token_type), now)
+            _ensure_counters({(user.organization_id, user.pk, token_type, period)})
+            granted = _reserve(user.pk, token_type, period, tokens)
+        if granted is None:
+            remaining = _remaining(user.pk, token_type, period)
+            raise MeteringError(
+                402,
+                "insufficient_tokens",
+                f"Only {remaining:,} {token_type} tokens remain this month "
+                f"({label(period)}); {tokens:,} were asked for.",
+                remaining=remaining,
+            )
+        return Authorization(hold, granted)
+
+
+def _reserve(user_id: int, token_type: str, period: dt.date, tokens: int) -> int | None:
+    """The conditional update of DESIGN §5: held += tokens where used + held +
+    tokens ≤ limit. Returns the tokens remaining after it, None when nothing was
+    updated (no counter row, or not enough left)."""
+    qn = connection.ops.quote_name
+    counters = qn(UsageCounter._meta.db_table)
+    limit = (
+        f"(SELECT a.{qn('limit')} FROM {qn(Allocation._meta.db_table)} a "  # noqa: S608
+        "WHERE a.user_id = %s AND a.token_type = %s)"
+    )
+    # Only quoted identifiers and placeholders are formatted in; values are params.
+    sql = (
+        f"UPDATE {counters} SET held = held + %s "  # noqa: S608
+        "WHERE user_id = %s AND token_type = %s AND period = %s "
+        f"AND used + held + %s <= COALESCE({limit}, 0) "
+        f"RETURNING used, held, {limit}"
+    )
+    key = (user_id, token_type)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (tokens, *key, _sql_value(period), tokens, *key, *key))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    used, held, limit_value = row
+    return max(0, (limit_value or 0) - used - held)
+
+
+# --- release and expiry ------------------------------------------------------------
+
+
+def _scoped_hold(key: ServiceKey, hold_id) -> Hold:
+    try:
+        hold_uuid = uuid.UUID(str(hold_id))
+    except ValueError as error:
+        raise MeteringError(404, "unknown_hold", "No such hold.") from error
+    holds = Hold.objects.filter(pk=hold_uuid)
+    if key.organization_id:
+        holds = holds.filter(organization_id=key.organization_id)
+    hold = holds.select_for_update().values(*_HOLD_FIELDS, "status").first()
+    if hold is None:
+        raise MeteringError(404, "unknown_hold", "No such hold.")
+    return hold
+
+
+@with_retries
+def hold_release(*, key: ServiceKey, hold_id) -> int:
+    """Give a hold's tokens back; returns how many (0 if it was no longer open)."""
+    with transaction.atomic():
+        hold = _scoped_hold(key, hold_id)
+        if hold["status"] != Hold.Status.OPEN:
+            return 0
+        _update_counters(
+            released=_close_holds([hold], Hold.Status.RELEASED, timezone.now())
+        )
+        return hold["tokens"]
+
+
+@with_retries
+def holds_expire(*, now: dt.datetime | None = None) -> int:
+    """Expire every open hold past its time (the scheduled form of lazy expiry)."""
+    with transaction.atomic():
+        return _expire_due(Hold.objects.all(), now or timezone.now())
+
+
+# --- balance -----------------------------------------------------------------------
+
+
+def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, Any]:
+    from tokens.selectors import pools
+
+    user = resolve_user(key, user_email)
+    period = period_of()
+    row = (
+        UsageCounter.objects.filter(user=user, token_type=token_type, period=period)
+        .values("used", "held")
+        .first()
+    ) or {"used": 0, "held": 0}
+    limit = (
+        Allocation.objects.filter(user=user, token_type=token_type)
+        .values_list("limit", flat=True)
+        .first()
+    ) or 0
+    org_usage = UsageCounter.objects.filter(
+        organization_id=user.organization_id, token_type=token_type, period=period
+    ).values_list("used", "held")
+    org_spent = sum(u + h for u, h in org_usage)
+    pool = pools(user.organization, period)[token_type]
+    return {
+        "period": label(period),
+        "limit": limit,
+        "used": row["used"],
+        "held": row["held"],
+        "remaining": max(0, limit - row["used"] - row["held"]),
+        "overage": max(0, row["used"] + row["held"] - limit),
+        "org_remaining": max(0, pool - org_spent),
+    }
