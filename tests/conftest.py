@@ -3,12 +3,28 @@ organization, sales staff, superuser. Each signed-in persona is a test client.""
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.services import service_key_create
 from tests.factories import AdminFactory, OrganizationFactory, UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_database_sessions(django_db_setup, django_db_blocker):
+    """Finished before the test database is dropped: on PostgreSQL, end the idle
+    sessions other threads left on it (the live server keeps one per keep-alive
+    connection of the browser until the socket closes), or dropping the database
+    fails ("is being accessed by other users"). Waits up to 5 s for each to end."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 def sign_in(user, *, mfa: bool = False) -> Client:
