@@ -39,6 +39,11 @@ class _Event:
     charge: int = 0
     error: tuple[str, str] | None = None
 
+    @property
+    def day(self) -> dt.date:
+        """The UTC day it occurred on: the day of every rollup it adds to."""
+        return self.occurred_at.astimezone(dt.UTC).date()
+
 
 @dataclass
 class UsageResult:

@@ -23,6 +23,7 @@ from tokens.services.distribution import auto_increase_for_batch
 from tokens.services.metering._common import (
     EXCERPT_CHARS,
     MAX_BATCH,
+    TYPES,
     MeteringError,
     with_retries,
 )
@@ -231,9 +232,8 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
                 period_of(ev.occurred_at),
             )
         ] += ev.charge
-        day = ev.occurred_at.astimezone(dt.UTC).date()
         cell = daily[
-            (ev.user.organization_id, ev.user.pk, ev.model.pk, ev.token_type, day)
+            (ev.user.organization_id, ev.user.pk, ev.model.pk, ev.token_type, ev.day)
         ]
         cell[0] += ev.charge
         cell[1] += 1
@@ -261,8 +261,7 @@ def _add_rollups(recorded: list[_Event]) -> None:
     )
     monthly: dict[tuple, dict] = {}
     for ev in recorded:
-        org = ev.user.organization_id
-        day = ev.occurred_at.astimezone(dt.UTC).date()
+        org, day = ev.user.organization_id, ev.day
         cell = org_daily[(org, ev.model.pk, ev.token_type, day)]
         cell["tokens"] += ev.charge
         cell["events"] += 1
@@ -272,7 +271,7 @@ def _add_rollups(recorded: list[_Event]) -> None:
             # (NULL: the upsert keeps the row's own).
             {
                 f"{prefix}{column}": None if column == "last_day" else 0
-                for prefix in ("", "inference_", "embedding_")
+                for prefix in ("", *(f"{t}_" for t in TYPES))
                 for column in ("tokens", "events", "last_day")
             },
         )
