@@ -450,7 +450,8 @@ def build(spec: Scale) -> Context:
             INSERT INTO tokens_usageevent (id, event_id, organization_id, user_id,
                 model_id, token_type, prompt_tokens, completion_tokens, tokens,
                 input_rate, output_rate, occurred_at, received_at, hold_id,
-                application, prompt_excerpt, response_excerpt, payload_digest)
+                application, prompt_excerpt, response_excerpt, payload_digest,
+                org_key)
             SELECT s.id, 'bench-' || s.id, s.org_id, s.user_id, m.id, m.token_type,
                 s.p, k.c, ceil(s.p * m.input_rate + k.c * m.output_rate)::bigint,
                 m.input_rate, m.output_rate, s.occ, s.occ + interval '1 second',
@@ -458,7 +459,7 @@ def build(spec: Scale) -> Context:
                 CASE WHEN s.id %% 9973 = 0 THEN '=1+1'
                      ELSE (ARRAY['chat','chat','chat','api','notebook','search',''])
                           [1 + s.a] END,
-                '', '', md5(s.id::text) || md5('bench' || s.id)
+                '', '', md5(s.id::text) || md5('bench' || s.id), false
             FROM (
                 SELECT o.ev_base + g AS id, o.org_id,
                     o.ubase + 1 + floor(random() * o.ev_users)::bigint AS user_id,

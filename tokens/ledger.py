@@ -17,14 +17,16 @@ What each invariant means here:
    ≤ the pool (sum of the purchases active this month).
 2. Every ``Allocation.limit`` = the sum of its ``AllocationChange.delta``s (and no
    changes exist for an allocation that does not).
-3. Every ``UsageCounter.used`` = the sum of ``UsageEvent.tokens`` of that user and type
-   in that UTC month; a counter without events has used 0; events without a counter
-   are a violation.
-4. Every ``UsageCounter.held`` = the sum of the tokens of that user's holds of that
-   type and period whose status is ``open``. A hold past ``expires_at`` but still
-   ``open`` is pending expiry (lazily by an authorization it stands in the way of, or
-   by ``expire_holds``), not a violation: its tokens are still counted as held, which is
-   what the counter says until it is expired.
+3. Every ``UsageCounter.used`` = the sum of ``UsageEvent.tokens`` of that
+   organization, user and type in that UTC month (a counter is per organization:
+   usage is charged to the organization that authorized it, so a user who moved has
+   one in each); a counter without events has used 0; events without a counter are
+   a violation.
+4. Every ``UsageCounter.held`` = the sum of the tokens of that organization's holds
+   of that user, type and period whose status is ``open``. A hold past
+   ``expires_at`` but still ``open`` is pending expiry (lazily by an authorization
+   it stands in the way of, or by ``expire_holds``), not a violation: its tokens
+   are still counted as held, which is what the counter says until it is expired.
 5. ``DailyUsage`` tokens and events = the sums of ``UsageEvent`` per organization
    (the one the event is recorded under), user, model, type and UTC day, in both
    directions (a rollup without events, events without a rollup).
@@ -37,8 +39,9 @@ What each invariant means here:
    latest day, in both directions. (5b and 5c compare with ``DailyUsage``, a few
    times smaller than the events; with 5 they tie the coarser rollups to the
    events.)
-6. An ``event_id`` appears once (the unique constraint guarantees it; checked anyway)
-   and a (service key, request_id) opens at most one hold.
+6. An ``event_id`` appears once in its scope (organization, and whether a key bound
+   to it or the platform gateway reported it; the unique constraint guarantees it,
+   checked anyway) and a (service key, request_id) opens at most one hold.
 7. Not checkable after the fact (usage without a hold may legitimately pass the
    limit); only its precondition is checked: used ≥ 0 and held ≥ 0.
 8. Append-only tables are enforced by database triggers (a later issue): not checked.
@@ -149,6 +152,12 @@ def _scoped(queryset: QuerySet, organization: Organization | None) -> QuerySet:
 
 def _emails(user_ids: Iterable[int]) -> dict[int, str]:
     return dict(User.objects.filter(pk__in=set(user_ids)).values_list("id", "email"))
+
+
+def _org_names(org_ids: Iterable[int]) -> dict[int, str]:
+    return dict(
+        Organization.objects.filter(pk__in=set(org_ids)).values_list("id", "name")
+    )
 
 
 def _listed(invariant: int | str, lines: list[str]) -> list[str]:
@@ -291,11 +300,12 @@ def _check_limits_match_changes(organization: Organization | None) -> list[str]:
 
 # --- 3 and 4. counters = events, holds ---------------------------------------------
 
-_COUNTER_KEYS = ["k_user", "k_type", "k_period"]
+_COUNTER_KEYS = ["k_org", "k_user", "k_type", "k_period"]
 
 
 def _counters(organization: Organization | None, column: str) -> QuerySet:
     return _scoped(UsageCounter.objects.all(), organization).values(
+        k_org=F("organization_id"),
         k_user=F("user_id"),
         k_type=F("token_type"),
         k_period=F("period"),
@@ -310,7 +320,12 @@ def _check_used(organization: Organization | None) -> list[str]:
     events = (
         _scoped(UsageEvent.objects.all(), organization)
         .order_by()
-        .values(k_user=F("user_id"), k_type=F("token_type"), k_period=month)
+        .values(
+            k_org=F("organization_id"),
+            k_user=F("user_id"),
+            k_type=F("token_type"),
+            k_period=month,
+        )
         .annotate(v_0=Sum("tokens"))
     )
     rows = _differences(
@@ -320,10 +335,14 @@ def _check_used(organization: Organization | None) -> list[str]:
         ["v_0"],
         right_needs_left=True,
     )
-    emails = _emails(r[0] for r in rows)
+    emails, names = _emails(r[1] for r in rows), _org_names(r[0] for r in rows)
     lines = []
-    for user_id, token_type, period, used, total, has_counter, _has_events in rows:
-        who = f"{emails.get(user_id, user_id)}, {token_type}, {_month(period)}"
+    for row in rows:
+        org_id, user_id, token_type, period, used, total, has_counter = row[:7]
+        who = (
+            f"{emails.get(user_id, user_id)}, {token_type}, {_month(period)}, "
+            f"{names.get(org_id)} (id {org_id})"
+        )
         if not has_counter:
             detail = f"usage events add up to {_n(total)} but there is no counter."
         else:
@@ -336,7 +355,12 @@ def _check_held(organization: Organization | None) -> list[str]:
     holds = (
         _scoped(Hold.objects.filter(status=Hold.Status.OPEN), organization)
         .order_by()
-        .values(k_user=F("user_id"), k_type=F("token_type"), k_period=F("period"))
+        .values(
+            k_org=F("organization_id"),
+            k_user=F("user_id"),
+            k_type=F("token_type"),
+            k_period=F("period"),
+        )
         .annotate(v_0=Sum("tokens"))
     )
     rows = _differences(
@@ -346,10 +370,14 @@ def _check_held(organization: Organization | None) -> list[str]:
         ["v_0"],
         right_needs_left=True,
     )
-    emails = _emails(r[0] for r in rows)
+    emails, names = _emails(r[1] for r in rows), _org_names(r[0] for r in rows)
     lines = []
-    for user_id, token_type, period, held, total, has_counter, _has_holds in rows:
-        who = f"{emails.get(user_id, user_id)}, {token_type}, {_month(period)}"
+    for row in rows:
+        org_id, user_id, token_type, period, held, total, has_counter = row[:7]
+        who = (
+            f"{emails.get(user_id, user_id)}, {token_type}, {_month(period)}, "
+            f"{names.get(org_id)} (id {org_id})"
+        )
         if not has_counter:
             detail = f"open holds add up to {_n(total)} but there is no counter."
         else:
@@ -566,13 +594,18 @@ def _check_monthly(organization: Organization | None) -> list[str]:
 
 def _check_unique(organization: Organization | None) -> list[str]:
     lines = [
-        _line(6, f"event_id {row['event_id']!r} is recorded {row['n']} times.")
+        _line(
+            6,
+            f"event_id {row['event_id']!r} is recorded {row['n']} times in the scope "
+            f"of organization {row['organization_id']} "
+            f"({'its own keys' if row['org_key'] else 'the platform gateway'}).",
+        )
         for row in _scoped(UsageEvent.objects.all(), organization)
         .order_by()
-        .values("event_id")
-        .annotate(n=Count("event_id"))
+        .values("organization_id", "org_key", "event_id")
+        .annotate(n=Count("id"))
         .filter(n__gt=1)
-        .order_by("event_id")[: MAX_LISTED + 1]
+        .order_by("organization_id", "org_key", "event_id")[: MAX_LISTED + 1]
     ]
     lines += [
         _line(

@@ -253,9 +253,12 @@ class UsageCounter(models.Model):
             )
         ]
         constraints = [
+            # Per organization: usage is charged to the organization that
+            # authorized it, so a user who moves mid-month starts afresh in the new
+            # one and each organization's counter holds only its own usage.
             models.UniqueConstraint(
-                fields=["user", "token_type", "period"],
-                name="usagecounter_user_type_period_unique",
+                fields=["organization", "user", "token_type", "period"],
+                name="counter_per_organization",
             ),
             models.CheckConstraint(
                 condition=Q(used__gte=0) & Q(held__gte=0),
@@ -324,8 +327,8 @@ class Hold(models.Model):
 class UsageEvent(models.Model):
     """One model interaction as reported by the gateway; append-only."""
 
-    # Unique through Meta (not unique=True): PostgreSQL then gets no second,
-    # pattern-matching (LIKE) index on it, which nothing queries.
+    # Unique per reporting scope (Meta), not across the platform, so one tenant's
+    # ids cannot void or probe another's events.
     event_id = models.CharField(max_length=128)
     # No index of their own: a composite index starts with each (usage_org_time_idx,
     # usage_user_idx). Every index is written by every recorded event.
@@ -354,6 +357,13 @@ class UsageEvent(models.Model):
     prompt_excerpt = models.TextField(blank=True)
     response_excerpt = models.TextField(blank=True)
     payload_digest = models.CharField(max_length=64)
+    org_key = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Reported with a key bound to the organization (its own scope of "
+            "event ids), not by the platform gateway."
+        ),
+    )
 
     class Meta:
         indexes = [
@@ -366,8 +376,12 @@ class UsageEvent(models.Model):
             ),
         ]
         constraints = [
+            # An event_id is unique within its reporting scope: the organization
+            # the event is recorded under, and who reported it (a key bound to
+            # that organization, or the platform gateway).
             models.UniqueConstraint(
-                fields=["event_id"], name="usageevent_event_id_unique"
+                fields=["organization", "org_key", "event_id"],
+                name="event_id_per_scope",
             ),
             models.CheckConstraint(
                 condition=Q(prompt_tokens__gte=0)

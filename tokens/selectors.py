@@ -1,4 +1,11 @@
-"""Every read of the tokens app, already scoped to an organization or a user."""
+"""Every read of the tokens app, scoped to the organization being viewed.
+
+Every selector that reads a tenant table takes that organization (``org``) and
+filters on it, even when it also takes a user: a user who moved keeps their rows in
+the organization they left (usage, counters, allocation history, requests), and
+those are the other organization's data (``tests/test_tenant_selectors.py`` checks
+every public function here).
+"""
 
 import datetime as dt
 from dataclasses import dataclass
@@ -111,31 +118,44 @@ class Balance:
         return max(0, self.used + self.held - self.limit)
 
 
-def user_balance(user: User, token_type: str, period: dt.date | None = None) -> Balance:
+def user_balance(
+    org: Organization, user: User, token_type: str, period: dt.date | None = None
+) -> Balance:
+    """The user's limit in ``org`` and their counter of ``org`` for the month (usage
+    charged to an organization they left is not theirs here)."""
     period = period or period_of()
     limit = (
-        Allocation.objects.filter(user=user, token_type=token_type)
+        Allocation.objects.filter(organization=org, user=user, token_type=token_type)
         .values_list("limit", flat=True)
         .first()
     ) or 0
     counter = (
-        UsageCounter.objects.filter(user=user, token_type=token_type, period=period)
+        UsageCounter.objects.filter(
+            organization=org, user=user, token_type=token_type, period=period
+        )
         .values("used", "held")
         .first()
     ) or {"used": 0, "held": 0}
     return Balance(token_type, period, limit, counter["used"], counter["held"])
 
 
-def user_balances(user: User, period: dt.date | None = None) -> list[Balance]:
-    return [user_balance(user, t, period) for t in TYPES]
+def user_balances(
+    org: Organization, user: User, period: dt.date | None = None
+) -> list[Balance]:
+    return [user_balance(org, user, t, period) for t in TYPES]
 
 
-def user_usage_by_model(user: User, period: dt.date | None = None) -> list[dict]:
-    """The user's usage in a month per model and type, biggest first: one query on
-    the daily rollup. Rows: model__name, model__key, token_type, events, tokens."""
+def user_usage_by_model(
+    org: Organization, user: User, period: dt.date | None = None
+) -> list[dict]:
+    """The user's usage in ``org`` in a month per model and type, biggest first: one
+    query on the daily rollup. Rows: model__name, model__key, token_type, events,
+    tokens."""
     period = period or period_of()
     return list(
-        DailyUsage.objects.filter(user=user, day__gte=period, day__lte=last_day(period))
+        DailyUsage.objects.filter(
+            organization=org, user=user, day__gte=period, day__lte=last_day(period)
+        )
         .values("model__name", "model__key", "token_type")
         .annotate(events=Sum("events"), tokens=Sum("tokens"))
         .order_by("-tokens", "model__name", "token_type")
@@ -189,22 +209,25 @@ def users_in(org: Organization):
     return User.objects.filter(organization=org)
 
 
-def _limit_of(token_type: str):
+def _limit_of(org: Organization, token_type: str):
     return Coalesce(
         Subquery(
             Allocation.objects.filter(
-                user=OuterRef("pk"), token_type=token_type
+                organization=org, user=OuterRef("pk"), token_type=token_type
             ).values("limit")[:1]
         ),
         0,
     )
 
 
-def _used_in(token_type: str, period: dt.date):
+def _used_in(org: Organization, token_type: str, period: dt.date):
     return Coalesce(
         Subquery(
             UsageCounter.objects.filter(
-                user=OuterRef("pk"), token_type=token_type, period=period
+                organization=org,
+                user=OuterRef("pk"),
+                token_type=token_type,
+                period=period,
             ).values("used")[:1]
         ),
         0,
@@ -219,28 +242,34 @@ def users_for_panel(org: Organization, period: dt.date | None = None):
 
     period = period or period_of()
     total = (
-        UsageCounter.objects.filter(user=OuterRef("pk"))
+        UsageCounter.objects.filter(organization=org, user=OuterRef("pk"))
         .values("user")
         .annotate(total=Sum("used"))
         .values("total")[:1]
     )
     return users_in(org).annotate(
         has_mfa=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
-        max_inference=_limit_of(TokenType.INFERENCE),
-        max_embedding=_limit_of(TokenType.EMBEDDING),
-        monthly_inference=_used_in(TokenType.INFERENCE, period),
-        prev_month_inference=_used_in(TokenType.INFERENCE, previous_period(period)),
+        max_inference=_limit_of(org, TokenType.INFERENCE),
+        max_embedding=_limit_of(org, TokenType.EMBEDDING),
+        monthly_inference=_used_in(org, TokenType.INFERENCE, period),
+        prev_month_inference=_used_in(
+            org, TokenType.INFERENCE, previous_period(period)
+        ),
         total_usage=Coalesce(Subquery(total), 0),
     )
 
 
-def allocation_history(user: User):
-    return AllocationChange.objects.filter(user=user).select_related("actor")
+def allocation_history(org: Organization, user: User):
+    """The user's limit changes made in ``org`` (another organization's changes,
+    their admins and notes, stay there)."""
+    return AllocationChange.objects.filter(organization=org, user=user).select_related(
+        "actor"
+    )
 
 
-def recent_usage(user: User):
+def recent_usage(org: Organization, user: User):
     return (
-        UsageEvent.objects.filter(organization_id=user.organization_id, user=user)
+        UsageEvent.objects.filter(organization=org, user=user)
         .select_related("model")
         .order_by("-occurred_at", "-id")
     )
@@ -266,7 +295,7 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
     summary = org_summary(org)
     limits = {
         (a.user_id, a.token_type): a.limit
-        for a in Allocation.objects.filter(user__in=users)
+        for a in Allocation.objects.filter(organization=org, user__in=users)
     }
 
     def current(user, t):
@@ -410,9 +439,9 @@ def pending_request_count(org: Organization) -> int:
     return token_requests_in(org).filter(status=TokenRequest.Status.PENDING).count()
 
 
-def user_token_requests(user: User):
-    """A member's own requests, newest first, with the deciding admin."""
-    return TokenRequest.objects.filter(user=user).select_related("decided_by")
+def user_token_requests(org: Organization, user: User):
+    """A member's own requests in ``org``, newest first, with the deciding admin."""
+    return token_requests_in(org).filter(user=user).select_related("decided_by")
 
 
 def auto_approval_rule(org: Organization) -> AutoApprovalRule:

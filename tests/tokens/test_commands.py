@@ -181,7 +181,10 @@ def test_check_ledger_reports_duplicate_ids_and_negative_counters(world):
     hold.save(force_insert=True)
     UsageCounter.objects.filter(user=world.outsider).update(held=-1)
     out, _error = run_failing("check_ledger")
-    assert "Invariant 6 (unique ids): event_id 'e-admin' is recorded 2 times." in out
+    assert (
+        "Invariant 6 (unique ids): event_id 'e-admin' is recorded 2 times in the "
+        "scope of organization " in out
+    )
     assert "Invariant 6 (unique ids): request_id 'r-open' of service key " in out
     assert (
         "Invariant 7 (no negative counters): user@globex.example, inference, "

@@ -162,7 +162,8 @@ def test_counter_without_events_must_have_used_zero(world):
     )
     assert check_ledger() == [
         "Invariant 3 (used = sum of usage events): member@acme.example, inference, "
-        f"{label(two_months_ago)}: counter used 42 but the events add up to 0."
+        f"{label(two_months_ago)}, Acme Corp (id {world.org.pk}): counter used 42 but "
+        "the events add up to 0."
     ]
 
 
@@ -171,7 +172,8 @@ def test_events_without_a_counter_are_a_violation(world):
     UsageCounter.objects.filter(user=world.member, period=last).delete()
     assert check_ledger() == [
         "Invariant 3 (used = sum of usage events): member@acme.example, inference, "
-        f"{label(last)}: usage events add up to 1,000 but there is no counter."
+        f"{label(last)}, Acme Corp (id {world.org.pk}): usage events add up to 1,000 "
+        "but there is no counter."
     ]
 
 

@@ -40,12 +40,16 @@ class MeView(LoginRequiredMixin, TemplateView):
                     else 0
                 ),
             }
-            for balance in selectors.user_balances(user, period)
+            for balance in selectors.user_balances(user.organization, user, period)
         ]
-        context["usage_by_model"] = selectors.user_usage_by_model(user, period)
+        context["usage_by_model"] = selectors.user_usage_by_model(
+            user.organization, user, period
+        )
         context["request_form"] = kwargs.get("request_form") or TokenRequestForm()
         context["request_blocked"] = request_blocked_reason(user)
-        context["token_requests"] = selectors.user_token_requests(user)[:50]
+        context["token_requests"] = selectors.user_token_requests(
+            user.organization, user
+        )[:50]
         return context
 
 

@@ -216,7 +216,7 @@ class RequestDecisionView(RequestsPanelMixin, TemplateView):
             decision=self.decision,
             type_label=type_label(token_request.token_type),
             current_limit=selectors.user_balance(
-                token_request.user, token_request.token_type
+                self.org, token_request.user, token_request.token_type
             ).limit,
             unallocated=summary.unallocated,
             next=self.back_url(),
@@ -254,7 +254,7 @@ class RequestApproveView(RequestDecisionView):
             "requested": fmt(token_request.amount),
             "limit": fmt(
                 selectors.user_balance(
-                    token_request.user, token_request.token_type
+                    self.org, token_request.user, token_request.token_type
                 ).limit
             ),
         }

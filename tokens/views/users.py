@@ -144,9 +144,9 @@ class UserDetailView(UsersPanelMixin, TemplateView):
         context.update(
             member=member,
             has_mfa=user_has_mfa(member),
-            balances=selectors.user_balances(member),
-            changes=selectors.allocation_history(member)[:50],
-            activity=selectors.recent_usage(member)[:20],
+            balances=selectors.user_balances(self.org, member),
+            changes=selectors.allocation_history(self.org, member)[:50],
+            activity=selectors.recent_usage(self.org, member)[:20],
         )
         return context
 
@@ -161,7 +161,7 @@ class UserLimitEditView(UsersPanelMixin, TemplateView):
         self.token_type = self.kwargs["token_type"]
         if self.token_type not in selectors.TYPES:
             raise Http404(_("No such token type."))
-        self.balance = selectors.user_balance(self.member, self.token_type)
+        self.balance = selectors.user_balance(self.org, self.member, self.token_type)
 
     def get(self, request, *args, **kwargs):
         self.dispatch_user()

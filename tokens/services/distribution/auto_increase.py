@@ -129,8 +129,10 @@ def _candidates_sql(users: int, types: int) -> str:
         "a.last_auto_increase_at, a.last_auto_increase_tier, p.triggers, "
         "p.cooldown_minutes, p.ceiling "
         f"FROM {table(UsageCounter)} c "
+        # The counter of the organization the user is in now (its allocation's):
+        # usage charged to one they left never raises their limit here.
         f"JOIN {table(Allocation)} a ON a.user_id = c.user_id "
-        "AND a.token_type = c.token_type "
+        "AND a.token_type = c.token_type AND a.organization_id = c.organization_id "
         f"JOIN {table(DistributionPolicy)} p ON p.organization_id = a.organization_id "
         f"WHERE c.period = %s AND c.user_id IN ({in_users}) "
         f"AND c.token_type IN ({in_types}) AND a.{limit} > 0 "
@@ -262,7 +264,7 @@ def _auto_increase_org(
     used = {
         (u, t): n
         for u, t, n in UsageCounter.objects.filter(
-            user_id__in=list(users), period=period
+            organization=organization, user_id__in=list(users), period=period
         ).values_list("user_id", "token_type", "used")
     }
     free = _unallocated(organization)

@@ -14,7 +14,7 @@ def _ensure_counters(keys: set[tuple[int, int, str, dt.date]]) -> None:
     UsageCounter.objects.bulk_create(
         [
             UsageCounter(organization_id=o, user_id=u, token_type=t, period=p)
-            for o, u, t, p in sorted(keys, key=lambda k: (k[1], k[2], k[3]))
+            for o, u, t, p in sorted(keys)
         ],
         ignore_conflicts=True,
     )
@@ -24,37 +24,34 @@ def _update_counters(
     used: dict[tuple, int] | None = None, released: dict[tuple, int] | None = None
 ) -> None:
     """Add ``used`` and subtract ``released`` (held tokens) on counter rows keyed
-    (organization, user, type, period): one upsert creates missing rows and adds
-    ``used``, locking every row in key order; then, when holds were closed, one
-    UPDATE takes their tokens off ``held`` (rows this transaction already locked)."""
+    (organization, user, type, period), each organization's own (a hold opened
+    before its user moved gives its tokens back to the organization that opened
+    it): one upsert creates missing rows and adds ``used``, locking every row in key
+    order; then, when holds were closed, one UPDATE takes their tokens off ``held``
+    (rows this transaction already locked)."""
     used, released = used or {}, released or {}
-    # A counter is unique per (user, type, period): merge keys that differ only in
-    # the organization (a hold opened before its user moved); a new row gets the
-    # first organization seen.
     rows: dict[tuple, dict[str, int]] = {}
-    orgs: dict[tuple, int] = {}
-    for (o, *unique), n in [*used.items(), *((k, 0) for k in released)]:
-        unique = tuple(unique)
-        orgs.setdefault(unique, o)
-        cell = rows.setdefault(unique, {"used": 0, "held": 0})
-        cell["used"] += n
+    for key, n in [*used.items(), *((k, 0) for k in released)]:
+        rows.setdefault(key, {"used": 0, "held": 0})["used"] += n
     if not rows:
         return
     _case_update(
         UsageCounter,
         ("user_id", "token_type", "period"),
-        {(orgs[k], *k): amounts for k, amounts in rows.items()},
+        rows,
+        by_organization=True,
     )
-    taken: dict[tuple, int] = defaultdict(int)
-    for (_o, *unique), n in released.items():
-        taken[tuple(unique)] += n
-    if taken:
+    if released:
         table = connection.ops.quote_name(UsageCounter._meta.db_table)
         with connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {table} SET held = held - %s "  # noqa: S608
-                "WHERE user_id = %s AND token_type = %s AND period = %s",
-                [(n, u, t, _sql_value(p)) for (u, t, p), n in sorted(taken.items())],
+                "WHERE organization_id = %s AND user_id = %s AND token_type = %s "
+                "AND period = %s",
+                [
+                    (n, o, u, t, _sql_value(p))
+                    for (o, u, t, p), n in sorted(released.items())
+                ],
             )
 
 

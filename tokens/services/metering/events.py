@@ -38,6 +38,13 @@ class _Event:
     response_excerpt: str = ""
     charge: int = 0
     error: tuple[str, str] | None = None
+    # The organization charged and whose scope the event_id is in (None: none).
+    organization_id: int | None = None
+
+    @property
+    def scope(self) -> tuple[int | None, str]:
+        """The event's idempotency key within its reporter's scope."""
+        return (self.organization_id, self.event_id)
 
     @property
     def day(self) -> dt.date:
@@ -161,13 +168,15 @@ _INSERT_FIELDS = [
     "prompt_excerpt",
     "response_excerpt",
     "payload_digest",
+    "org_key",
 ]
 
 
-def _insert_events(rows: list[tuple]) -> set[str]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id: the ids this
-    batch actually wrote (a concurrent copy may have written the others). ``rows``
-    are prepared values in ``_INSERT_FIELDS`` order (``_event_rows``)."""
+def _insert_events(rows: list[tuple]) -> set[tuple[int, str]]:
+    """INSERT … ON CONFLICT (organization, org_key, event_id) DO NOTHING RETURNING
+    organization, event_id: the (organization, event_id) this batch actually wrote
+    (a concurrent copy may have written the others; one batch has one ``org_key``).
+    ``rows`` are prepared values in ``_INSERT_FIELDS`` order (``_event_rows``)."""
     if not rows:
         return set()
     meta = UsageEvent._meta
@@ -177,22 +186,25 @@ def _insert_events(rows: list[tuple]) -> set[str]:
     source, params = _rows_source(
         UsageEvent,
         [f.column for f in fields],
-        sorted(rows),  # by event_id
+        sorted(rows),  # by event_id, then organization
     )
     # Only quoted identifiers and placeholders are formatted in; values are params.
     sql = (
         f"INSERT INTO {qn(meta.db_table)} ({columns}) {source} "
-        f"ON CONFLICT ({qn('event_id')}) DO NOTHING RETURNING {qn('event_id')}"
+        f"ON CONFLICT ({qn('organization_id')}, {qn('org_key')}, {qn('event_id')}) "
+        f"DO NOTHING RETURNING {qn('organization_id')}, {qn('event_id')}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {r[0] for r in cursor.fetchall()}
+        return {(r[0], r[1]) for r in cursor.fetchall()}
 
 
-def _event_rows(events: list[_Event], now: dt.datetime) -> list[tuple]:
+def _event_rows(
+    events: list[_Event], now: dt.datetime, *, org_key: bool
+) -> list[tuple]:
     """The values of each event's row, in ``_INSERT_FIELDS`` order, prepared for
     the database as the fields would (without building model instances: a batch
-    has up to 1,000)."""
+    has up to 1,000). ``org_key``: reported with a key bound to the organization."""
     meta = UsageEvent._meta
     ops = connection.ops
     rate_fields = (meta.get_field("input_rate"), meta.get_field("output_rate"))
@@ -210,7 +222,7 @@ def _event_rows(events: list[_Event], now: dt.datetime) -> list[tuple]:
         rows.append(
             (
                 ev.event_id,
-                ev.user.organization_id,
+                ev.organization_id,
                 ev.user.pk,
                 model.pk,
                 ev.token_type,
@@ -227,6 +239,7 @@ def _event_rows(events: list[_Event], now: dt.datetime) -> list[tuple]:
                 ev.prompt_excerpt,
                 ev.response_excerpt,
                 ev.digest,
+                org_key,
             )
         )
     return rows

@@ -32,7 +32,9 @@ from tokens.services.metering.counters import (
 def _limit_subquery():
     return Subquery(
         Allocation.objects.filter(
-            user_id=OuterRef("user_id"), token_type=OuterRef("token_type")
+            organization_id=OuterRef("organization_id"),
+            user_id=OuterRef("user_id"),
+            token_type=OuterRef("token_type"),
         ).values("limit")[:1]
     )
 
@@ -55,10 +57,15 @@ class Authorization:
         }
 
 
-def _remaining(user_id: int, token_type: str, period: dt.date) -> int:
+def _remaining(org_id: int, user_id: int, token_type: str, period: dt.date) -> int:
+    """Limit − used − held of the user's counter in ``org_id`` (a counter is per
+    organization: usage charged to one the user left is not counted here)."""
     row = (
         UsageCounter.objects.filter(
-            user_id=user_id, token_type=token_type, period=period
+            organization_id=org_id,
+            user_id=user_id,
+            token_type=token_type,
+            period=period,
         )
         .annotate(limit=_limit_subquery())
         .values("used", "held", "limit")
@@ -66,7 +73,9 @@ def _remaining(user_id: int, token_type: str, period: dt.date) -> int:
     )
     if row is None:
         limit = (
-            Allocation.objects.filter(user_id=user_id, token_type=token_type)
+            Allocation.objects.filter(
+                organization_id=org_id, user_id=user_id, token_type=token_type
+            )
             .values_list("limit", flat=True)
             .first()
         )
@@ -104,7 +113,13 @@ def authorize(
                     "This request_id was already used for a different authorization.",
                 )
             return Authorization(
-                existing, _remaining(existing.user_id, token_type, existing.period)
+                existing,
+                _remaining(
+                    existing.organization_id,
+                    existing.user_id,
+                    token_type,
+                    existing.period,
+                ),
             )
         user = resolve_user(key, user_email)
         model = resolve_model(model_key, user.organization_id)
@@ -125,7 +140,7 @@ def authorize(
             expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
             created_at=now,
         )
-        granted = _reserve(user.pk, token_type, period, tokens)
+        granted = _reserve(user.organization_id, user.pk, token_type, period, tokens)
         if granted is None:
             # Not enough left, or no counter yet this month: give back this user's
             # holds past their time (lazy expiry: a stale hold matters only when
@@ -133,9 +148,11 @@ def authorize(
             # the counter if missing, and try again.
             _expire_due(Hold.objects.filter(user=user, token_type=token_type), now)
             _ensure_counters({(user.organization_id, user.pk, token_type, period)})
-            granted = _reserve(user.pk, token_type, period, tokens)
+            granted = _reserve(
+                user.organization_id, user.pk, token_type, period, tokens
+            )
         if granted is None:
-            remaining = _remaining(user.pk, token_type, period)
+            remaining = _remaining(user.organization_id, user.pk, token_type, period)
             raise MeteringError(
                 402,
                 "insufficient_tokens",
@@ -146,24 +163,28 @@ def authorize(
         return Authorization(hold, granted)
 
 
-def _reserve(user_id: int, token_type: str, period: dt.date, tokens: int) -> int | None:
-    """The conditional update of DESIGN §5: held += tokens where used + held +
-    tokens ≤ limit. Returns the tokens remaining after it, None when nothing was
+def _reserve(
+    org_id: int, user_id: int, token_type: str, period: dt.date, tokens: int
+) -> int | None:
+    """The conditional update of DESIGN §5 on the user's counter in ``org_id``:
+    held += tokens where used + held + tokens ≤ limit (the limit in that
+    organization). Returns the tokens remaining after it, None when nothing was
     updated (no counter row, or not enough left)."""
     qn = connection.ops.quote_name
     counters = qn(UsageCounter._meta.db_table)
     limit = (
         f"(SELECT a.{qn('limit')} FROM {qn(Allocation._meta.db_table)} a "  # noqa: S608
-        "WHERE a.user_id = %s AND a.token_type = %s)"
+        "WHERE a.organization_id = %s AND a.user_id = %s AND a.token_type = %s)"
     )
     # Only quoted identifiers and placeholders are formatted in; values are params.
     sql = (
         f"UPDATE {counters} SET held = held + %s "  # noqa: S608
-        "WHERE user_id = %s AND token_type = %s AND period = %s "
+        "WHERE organization_id = %s AND user_id = %s AND token_type = %s "
+        "AND period = %s "
         f"AND used + held + %s <= COALESCE({limit}, 0) "
         f"RETURNING used, held, {limit}"
     )
-    key = (user_id, token_type)
+    key = (org_id, user_id, token_type)
     with connection.cursor() as cursor:
         cursor.execute(sql, (tokens, *key, _sql_value(period), tokens, *key, *key))
         row = cursor.fetchone()
@@ -218,13 +239,18 @@ def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, A
 
     user = resolve_user(key, user_email)
     period = period_of()
+    org_id = user.organization_id
     row = (
-        UsageCounter.objects.filter(user=user, token_type=token_type, period=period)
+        UsageCounter.objects.filter(
+            organization_id=org_id, user=user, token_type=token_type, period=period
+        )
         .values("used", "held")
         .first()
     ) or {"used": 0, "held": 0}
     limit = (
-        Allocation.objects.filter(user=user, token_type=token_type)
+        Allocation.objects.filter(
+            organization_id=org_id, user=user, token_type=token_type
+        )
         .values_list("limit", flat=True)
         .first()
     ) or 0

@@ -61,22 +61,11 @@ def usage_record(*, key: ServiceKey, events: list[Any]) -> UsageResult:
 
 def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
     result = UsageResult([{} for _ in parsed])
-
-    def reject(ev: _Event, code: str, detail: str) -> None:
-        ev.error = (code, detail)
+    # The scope of the batch's event ids: a key bound to an organization has its
+    # own; the platform gateway's (unbound keys) is per organization too.
+    org_key = key.organization_id is not None
 
     live = [ev for ev in parsed if ev.error is None]
-    # Repeats inside the batch: the first occurrence is processed, the others are
-    # duplicates (same payload) or conflicts.
-    first_by_id: dict[str, _Event] = {}
-    repeats: list[_Event] = []
-    for ev in live:
-        if ev.event_id in first_by_id:
-            repeats.append(ev)
-        else:
-            first_by_id[ev.event_id] = ev
-    live = list(first_by_id.values())
-
     emails = {ev.raw["user"].strip().lower() for ev in live}
     users = {
         u.email: u
@@ -100,69 +89,56 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
         if hold_ids
         else {}
     )
-
-    to_insert: list[_Event] = []
     for ev in live:
-        user = users.get(ev.raw["user"].strip().lower())
-        if user is None:
-            reject(ev, "unknown_user", f"No user with email {ev.raw['user']!r}.")
-            continue
-        if key.organization_id and user.organization_id != key.organization_id:
-            reject(ev, "forbidden", "This service key cannot act for this user.")
-            continue
-        if user.organization_id is None:
-            reject(ev, "forbidden", "This user is not in an Enterprise Account.")
-            continue
-        model = models.get(ev.raw["model"])
-        if model is None:
-            reject(ev, "unknown_model", f"No model {ev.raw['model']!r}.")
-            continue
-        if ev.hold_id:
-            hold = holds.get(ev.hold_id)
-            if (
-                hold is None
-                or hold["user_id"] != user.pk
-                or hold["token_type"] != ev.token_type
-            ):
-                reject(ev, "invalid_hold", "No such hold for this user and token type.")
-                continue
-        ev.user, ev.model = user, model
-        ev.charge = _charge(ev)
-        keep = user.organization.store_prompt_excerpts
-        ev.prompt_excerpt = (
-            (ev.raw.get("prompt_excerpt") or "")[:EXCERPT_CHARS] if keep else ""
-        )
-        ev.response_excerpt = (
-            (ev.raw.get("response_excerpt") or "")[:EXCERPT_CHARS] if keep else ""
-        )
-        to_insert.append(ev)
+        _resolve(key, ev, users, models, holds)
 
-    inserted = _insert_events(_event_rows(to_insert, now))
-    # Events already recorded (a retry, or a copy another batch wrote first) are
-    # duplicates or conflicts whatever the checks above say of them now. The
-    # insert's RETURNING tells which were written, so the common path needs no
-    # lookup; the events it did not write are looked up in one query. An event
-    # refused as another organization's stays refused (no probing of their ids).
-    missing = [ev for ev in live if ev.event_id not in inserted]
+    # Repeats inside the batch (the same event_id in the same scope): the first
+    # occurrence is processed, the others are duplicates (same payload) or
+    # conflicts.
+    first_by_id: dict[tuple, _Event] = {}
+    repeats: list[_Event] = []
+    for ev in live:
+        if ev.scope in first_by_id:
+            repeats.append(ev)
+        else:
+            first_by_id[ev.scope] = ev
+    live = list(first_by_id.values())
+    to_insert = [ev for ev in live if ev.error is None]
+
+    inserted = _insert_events(_event_rows(to_insert, now, org_key=org_key))
+    # Events already recorded in their scope (a retry, or a copy another batch
+    # wrote first) are duplicates or conflicts whatever the checks above say of
+    # them now. The insert's RETURNING tells which were written, so the common
+    # path needs no lookup; the events it did not write are looked up in one
+    # query, in their own scope only: another scope's ids are neither visible nor
+    # in the way. An event refused as another organization's stays refused.
+    missing = [
+        ev
+        for ev in live
+        if ev.scope not in inserted
+        and ev.organization_id is not None
+        and not (ev.error and ev.error[0] == "forbidden")
+    ]
     if missing:
-        existing = dict(
-            UsageEvent.objects.filter(
-                event_id__in=[ev.event_id for ev in missing]
-            ).values_list("event_id", "payload_digest")
-        )
+        existing = {
+            (o, e): digest
+            for o, e, digest in UsageEvent.objects.filter(
+                org_key=org_key,
+                organization_id__in={ev.organization_id for ev in missing},
+                event_id__in={ev.event_id for ev in missing},
+            ).values_list("organization_id", "event_id", "payload_digest")
+        }
         for ev in missing:
-            if ev.error and ev.error[0] == "forbidden":
-                continue
-            if ev.event_id in existing or ev.error is None:
+            if ev.scope in existing or ev.error is None:
                 ev.error = (
                     ("duplicate", "")
-                    if existing.get(ev.event_id) == ev.digest
+                    if existing.get(ev.scope) == ev.digest
                     else (
                         "conflict",
                         "This event_id was recorded with different data.",
                     )
                 )
-    recorded = [ev for ev in to_insert if ev.event_id in inserted]
+    recorded = [ev for ev in to_insert if ev.scope in inserted]
 
     # Settle the open holds that recorded events name (each hold once).
     settling: dict[uuid.UUID, dict] = {}
@@ -200,7 +176,7 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
                 "detail": ev.error[1],
             }
     for ev in repeats:
-        first = first_by_id[ev.event_id]
+        first = first_by_id[ev.scope]
         same = first.digest == ev.digest
         result.results[ev.index] = (
             {"event_id": ev.event_id, "status": "duplicate"}
@@ -216,6 +192,53 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
     return result
 
 
+def _resolve(
+    key: ServiceKey, ev: _Event, users: dict, models: dict, holds: dict
+) -> None:
+    """The event's user, model and organization, or its refusal. The organization
+    (the one charged, and the scope of its event_id) is the hold's when it settles
+    one (the organization that authorized the usage), else the user's; a refused
+    event keeps the scope it would have had (None when there is none), so a
+    recorded copy is still reported as a duplicate."""
+    user = users.get(ev.raw["user"].strip().lower())
+    if user is None:
+        ev.error = ("unknown_user", f"No user with email {ev.raw['user']!r}.")
+        return
+    if key.organization_id and user.organization_id != key.organization_id:
+        ev.organization_id = key.organization_id
+        ev.error = ("forbidden", "This service key cannot act for this user.")
+        return
+    ev.organization_id = key.organization_id or user.organization_id
+    if user.organization_id is None:
+        ev.error = ("forbidden", "This user is not in an Enterprise Account.")
+        return
+    model = models.get(ev.raw["model"])
+    if model is None:
+        ev.error = ("unknown_model", f"No model {ev.raw['model']!r}.")
+        return
+    if ev.hold_id:
+        hold = holds.get(ev.hold_id)
+        if (
+            hold is None
+            or hold["user_id"] != user.pk
+            or hold["token_type"] != ev.token_type
+            # A bound key settles only its own organization's holds.
+            or (key.organization_id and hold["organization_id"] != key.organization_id)
+        ):
+            ev.error = ("invalid_hold", "No such hold for this user and token type.")
+            return
+        ev.organization_id = hold["organization_id"]
+    ev.user, ev.model = user, model
+    ev.charge = _charge(ev)
+    keep = user.organization.store_prompt_excerpts
+    ev.prompt_excerpt = (
+        (ev.raw.get("prompt_excerpt") or "")[:EXCERPT_CHARS] if keep else ""
+    )
+    ev.response_excerpt = (
+        (ev.raw.get("response_excerpt") or "")[:EXCERPT_CHARS] if keep else ""
+    )
+
+
 def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
     """Counters (used, and held released by settled holds) and daily rollups for
     the events this batch wrote."""
@@ -226,14 +249,14 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
     for ev in recorded:
         used[
             (
-                ev.user.organization_id,
+                ev.organization_id,
                 ev.user.pk,
                 ev.token_type,
                 period_of(ev.occurred_at),
             )
         ] += ev.charge
         cell = daily[
-            (ev.user.organization_id, ev.user.pk, ev.model.pk, ev.token_type, ev.day)
+            (ev.organization_id, ev.user.pk, ev.model.pk, ev.token_type, ev.day)
         ]
         cell[0] += ev.charge
         cell[1] += 1
@@ -261,7 +284,7 @@ def _add_rollups(recorded: list[_Event]) -> None:
     )
     monthly: dict[tuple, dict] = {}
     for ev in recorded:
-        org, day = ev.user.organization_id, ev.day
+        org, day = ev.organization_id, ev.day
         cell = org_daily[(org, ev.model.pk, ev.token_type, day)]
         cell["tokens"] += ev.charge
         cell["events"] += 1
