@@ -3,6 +3,8 @@ within its reporting scope (the organization the event is recorded under, and
 whether a key bound to it or the platform gateway reported it), so one tenant's
 ids neither void nor reveal another's events, nor the gateway's."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from accounts.services import service_key_create
@@ -28,7 +30,9 @@ def tenants(db, gateway):
         )
         for org in (a, b)
     }
-    return a, b, ann, bob, keys["Alpha"], keys["Beta"], gateway
+    return SimpleNamespace(
+        ann=ann, bob=bob, a_key=keys["Alpha"], b_key=keys["Beta"], gateway=gateway
+    )
 
 
 def event(user, prompt: int = 100, event_id: str = "X") -> dict:
@@ -50,7 +54,8 @@ def statuses(client: ApiClient, *events) -> list:
 def test_an_org_bound_key_cannot_void_another_organizations_or_the_gateways_event(
     tenants,
 ):
-    a, b, ann, bob, a_key, b_key, gateway = tenants
+    ann, bob, gateway = tenants.ann, tenants.bob, tenants.gateway
+    a_key, b_key = tenants.a_key, tenants.b_key
     recorded = ("recorded", None)
     # The attack: A's key records id X first.
     assert statuses(a_key, event(ann, 10)) == [recorded]
@@ -66,7 +71,8 @@ def test_an_org_bound_key_cannot_void_another_organizations_or_the_gateways_even
 
 
 def test_duplicates_and_conflicts_are_within_one_scope(tenants):
-    a, b, ann, bob, a_key, b_key, gateway = tenants
+    ann, gateway = tenants.ann, tenants.gateway
+    a_key, b_key = tenants.a_key, tenants.b_key
     assert statuses(a_key, event(ann, 10)) == [("recorded", None)]
     assert statuses(gateway, event(ann, 50)) == [("recorded", None)]
     # Within a scope: the same payload is a duplicate, other data a conflict.
@@ -82,7 +88,7 @@ def test_duplicates_and_conflicts_are_within_one_scope(tenants):
 
 
 def test_one_gateway_batch_may_carry_the_same_id_for_two_organizations(tenants):
-    a, b, ann, bob, a_key, b_key, gateway = tenants
+    ann, bob, gateway = tenants.ann, tenants.bob, tenants.gateway
     assert statuses(gateway, event(ann, 10), event(bob, 20), event(bob, 20)) == [
         ("recorded", None),
         ("recorded", None),

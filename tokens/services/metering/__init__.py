@@ -5,8 +5,9 @@ expiry.
   (used + held + n ≤ limit) plus a hold; users never contend with each other and the
   org pool needs no lock (allocated ≤ pool already bounds the organization).
 - A usage batch runs a constant number of queries whatever its size: one lookup per
-  kind of thing (users, models, holds), one insert with ON CONFLICT (event_id) DO
-  NOTHING RETURNING (then one lookup of the events it did not insert, if any),
+  kind of thing (users, models, holds), one insert with ON CONFLICT
+  (organization, org_key, event_id) DO NOTHING RETURNING (an event_id is unique
+  per reporting scope) (then one lookup of the events it did not insert, if any),
   and for counters and rollups one upsert each (INSERT … ON CONFLICT DO UPDATE
   SET n = n + excluded.n), plus one UPDATE of ``held`` when holds were settled.
 - Lock order everywhere: holds in id order, then counters, then rollups, each in
