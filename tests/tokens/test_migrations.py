@@ -109,3 +109,57 @@ def test_rollups_are_backfilled_from_daily_usage_and_removed_on_reverse():
     finally:
         # Back to the latest state for the tests that follow.
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes("tokens")[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_of_a_user_who_moved_are_split_per_organization():
+    """Migration 0009: a counter that held usage of two organizations (the old
+    per-user key) is rebuilt from the events and open holds, one per organization."""
+    first, second = OrganizationFactory(), OrganizationFactory()
+    mover = UserFactory(organization=second, email="mover@example.com")
+    stayer = UserFactory(organization=first, email="stayer@example.com")
+    model = AIModelFactory(key="chat")
+    november = dt.date(2026, 11, 1)
+    try:
+        apps = migrate(("tokens", "0008_drop_redundant_indexes"))
+        event = apps.get_model("tokens", "UsageEvent")
+        counter = apps.get_model("tokens", "UsageCounter")
+        for n, (org, user, tokens) in enumerate(
+            [(first, mover, 100), (second, mover, 40), (first, stayer, 7)]
+        ):
+            event.objects.create(
+                event_id=f"e{n}",
+                organization_id=org.pk,
+                user_id=user.pk,
+                model_id=model.pk,
+                token_type="inference",
+                prompt_tokens=tokens,
+                completion_tokens=0,
+                tokens=tokens,
+                input_rate=1,
+                output_rate=1,
+                occurred_at=dt.datetime(2026, 11, 10, tzinfo=dt.UTC),
+                payload_digest="x",
+            )
+        # The old mis-attribution: one counter of the first organization for both.
+        for org, user, used in ((first, mover, 140), (first, stayer, 7)):
+            counter.objects.create(
+                organization_id=org.pk,
+                user_id=user.pk,
+                token_type="inference",
+                period=november,
+                used=used,
+            )
+        apps = migrate(("tokens", "0009_counter_per_organization"))
+        counter = apps.get_model("tokens", "UsageCounter")
+        assert sorted(
+            counter.objects.values_list("organization_id", "user_id", "used", "held")
+        ) == sorted(
+            [
+                (first.pk, mover.pk, 100, 0),
+                (second.pk, mover.pk, 40, 0),
+                (first.pk, stayer.pk, 7, 0),
+            ]
+        )
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes("tokens")[0])
