@@ -15,8 +15,10 @@ What each invariant means here:
 
 1. For every organization and type, the current month's allocated (sum of limits)
    ≤ the pool (sum of the purchases active this month).
-2. Every ``Allocation.limit`` = the sum of its ``AllocationChange.delta``s (and no
-   changes exist for an allocation that does not).
+2. Every ``Allocation.limit`` = the sum of its ``AllocationChange.delta``s made in
+   its organization, and the changes of a user in any other organization add up to
+   0 (a user who left had their tokens returned; changes without an allocation
+   adding up to anything else are a violation).
 3. Every ``UsageCounter.used`` = the sum of ``UsageEvent.tokens`` of that
    organization, user and type in that UTC month (a counter is per organization:
    usage is charged to the organization that authorized it, so a user who moved has
@@ -275,20 +277,26 @@ def _check_pools(organization: Organization | None) -> list[str]:
 
 
 def _check_limits_match_changes(organization: Organization | None) -> list[str]:
-    keys = ["k_user", "k_type"]
+    # Per organization: a user who moved has changes in the organization they
+    # left adding up to 0 (removal returned their tokens) and their allocation
+    # row in the one they are in, so only a non-zero sum needs the allocation.
+    keys = ["k_org", "k_user", "k_type"]
     allocations = _scoped(Allocation.objects.all(), organization).values(
-        k_user=F("user_id"), k_type=F("token_type"), v_0=F("limit")
+        k_org=F("organization_id"),
+        k_user=F("user_id"),
+        k_type=F("token_type"),
+        v_0=F("limit"),
     )
     changes = (
         _scoped(AllocationChange.objects.all(), organization)
         .order_by()
-        .values(k_user=F("user_id"), k_type=F("token_type"))
+        .values(k_org=F("organization_id"), k_user=F("user_id"), k_type=F("token_type"))
         .annotate(v_0=Sum("delta"))
     )
-    rows = _differences(allocations, changes, keys, ["v_0"], right_needs_left=True)
-    emails = _emails(r[0] for r in rows)
+    rows = _differences(allocations, changes, keys, ["v_0"])
+    emails = _emails(r[1] for r in rows)
     lines = []
-    for user_id, token_type, limit, total, has_row, _has_changes in rows:
+    for _org, user_id, token_type, limit, total, has_row, _has_changes in rows:
         who = f"{emails.get(user_id, user_id)}, {token_type}"
         if not has_row:
             detail = f"changes add up to {_n(total)} but there is no allocation."

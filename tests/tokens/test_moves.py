@@ -85,6 +85,10 @@ def test_each_organization_counts_only_its_own_usage_of_a_user_who_moved(moved, 
     assert hold["remaining"] == 200_000 - B_NOVEMBER - 1_000
     assert f"{B_NOVEMBER:,}" in sign_in(mover).get("/me/").content.decode()
     assert check_ledger() == []
+    # Each organization's ledger on its own too (A's changes of the user who left
+    # add up to 0; the allocation row is B's).
+    assert check_ledger(organization=a) == []
+    assert check_ledger(organization=b) == []
 
 
 def test_a_hold_opened_before_the_move_is_charged_to_the_organization_that_opened_it(
