@@ -26,7 +26,9 @@ from tokens.services.metering._common import (
     EXCERPT_CHARS,
     MAX_BATCH,
     TYPES,
+    UNKNOWN_USER,
     MeteringError,
+    hidden_from,
     with_retries,
 )
 from tokens.services.metering.counters import (
@@ -120,13 +122,16 @@ def _record_batch(
     )
 
     to_insert: list[_Event] = []
+    # Events an organization's key sent for users outside it (or for no user):
+    # refused as unknown users whatever else is true of them (below: whether
+    # their ids exist), so that such a key learns neither users nor ids.
+    concealed: set[int] = set()
     for ev in live:
         user = users.get(ev.raw["user"].strip().lower())
-        if user is None:
-            reject(ev, "unknown_user", f"No user with email {ev.raw['user']!r}.")
-            continue
-        if key.organization_id and user.organization_id != key.organization_id:
-            reject(ev, "forbidden", "This service key cannot act for this user.")
+        if hidden_from(key, user):
+            reject(ev, "unknown_user", UNKNOWN_USER)
+            if key.organization_id:
+                concealed.add(ev.index)
             continue
         if user.organization_id is None:
             reject(ev, "forbidden", "This user is not in an Enterprise Account.")
@@ -160,7 +165,8 @@ def _record_batch(
     # duplicates or conflicts whatever the checks above say of them now. The
     # insert's RETURNING tells which were written, so the common path needs no
     # lookup; the events it did not write are looked up in one query. An event
-    # refused as another organization's stays refused (no probing of their ids).
+    # of another organization's user stays refused as an unknown user's (no
+    # probing of their ids or users).
     missing = [ev for ev in live if ev.event_id not in inserted]
     if missing:
         existing = dict(
@@ -169,7 +175,7 @@ def _record_batch(
             ).values_list("event_id", "payload_digest")
         )
         for ev in missing:
-            if ev.error and ev.error[0] == "forbidden":
+            if ev.index in concealed or (ev.error and ev.error[0] == "forbidden"):
                 continue
             if ev.event_id in existing or ev.error is None:
                 ev.error = (
