@@ -18,8 +18,9 @@ expiry.
 - An authorization writes its hold before the conditional update of the counter, so
   the user's counter row (the hot row) stays locked only from that UPDATE to the
   commit.
-- Every public function is one transaction, retried on serialization failure or
-  deadlock up to 3 times; if it still fails, ``ServiceUnavailable``.
+- Every public function is one transaction (what commits; a first run rolled back
+  to take locks in order, above, leaves nothing), retried on serialization failure
+  or deadlock up to 3 times; if it still fails, ``ServiceUnavailable``.
 
 Layout (import from the package; patch a name where it is looked up, in the
 module that calls it):
