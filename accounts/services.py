@@ -136,7 +136,7 @@ def user_verify_email(*, token: str) -> tuple[User, bool]:
         raise ValidationError(_("This verification link is not valid.")) from error
     with transaction.atomic():
         user = (
-            User.objects.select_for_update()
+            User.objects.select_for_update(no_key=True)
             .filter(pk=data.get("u"), email__iexact=data.get("e", ""))
             .first()
         )
@@ -170,7 +170,7 @@ def mfa_enrol(*, user: User, code: str) -> tuple[TOTPDevice, list[str]]:
     fresh set of single-use backup codes (shown to the user once)."""
     with transaction.atomic():
         device = (
-            TOTPDevice.objects.select_for_update()
+            TOTPDevice.objects.select_for_update(no_key=True)
             .filter(user=user, confirmed=False)
             .first()
         )
@@ -287,7 +287,7 @@ def service_key_create(
 
 def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
     with transaction.atomic():
-        locked = ServiceKey.objects.select_for_update().get(pk=key.pk)
+        locked = ServiceKey.objects.select_for_update(no_key=True).get(pk=key.pk)
         if locked.revoked_at is not None:
             raise ValidationError(_("This key is already revoked."))
         locked.revoked_at = timezone.now()
@@ -323,7 +323,7 @@ def user_mark_verified(*, actor: User, user: User) -> User:
     if not (actor.is_superuser or actor.organization_id == user.organization_id):
         raise PermissionDenied(_("You cannot manage this user."))
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.email_verified_at is not None:
             raise ValidationError(_("This user's email is already verified."))
         locked.email_verified_at = timezone.now()
@@ -360,7 +360,9 @@ def organization_set_prompt_excerpts(
     if not (actor.is_superuser or actor.organization_id == organization.pk):
         raise PermissionDenied(_("You cannot manage this organization."))
     with transaction.atomic():
-        locked = Organization.objects.select_for_update().get(pk=organization.pk)
+        locked = Organization.objects.select_for_update(no_key=True).get(
+            pk=organization.pk
+        )
         if locked.store_prompt_excerpts == enabled:
             return locked
         locked.store_prompt_excerpts = enabled

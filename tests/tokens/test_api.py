@@ -259,18 +259,18 @@ def test_cookie_session_is_not_accepted(admin_client, user):
     assert response.status_code == 401
 
 
-def test_key_bound_to_another_org_is_forbidden(user, other_org):
+def test_key_bound_to_another_org_does_not_know_the_user(user, other_org):
     _key, secret = service_key_create(actor=None, name="globex", organization=other_org)
     client = ApiClient(secret)
-    assert client.post(AUTHORIZE, ask()).json()["error"] == "forbidden"
+    assert client.post(AUTHORIZE, ask()).json()["error"] == "unknown_user"
     assert (
         client.get(
             BALANCE, {"user": "ava@acme.example", "token_type": "inference"}
         ).status_code
-        == 403
+        == 404
     )
     result = client.post(USAGE, {"events": [event()]}).json()
-    assert result["results"][0]["error"] == "forbidden"
+    assert result["results"][0]["error"] == "unknown_user"
     assert not UsageEvent.objects.exists()
 
 
@@ -349,7 +349,7 @@ def test_usage_event_id_of_another_org_is_refused_without_revealing_it(
     _key, secret = service_key_create(actor=None, name="globex", organization=other_org)
     body = ApiClient(secret).post(USAGE, {"events": [event()]}).json()
     assert body["results"][0]["status"] == "rejected"
-    assert body["results"][0]["error"] == "forbidden"
+    assert body["results"][0]["error"] == "unknown_user"
     assert UsageEvent.objects.count() == 1
 
 

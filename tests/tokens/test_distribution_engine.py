@@ -633,7 +633,7 @@ def test_an_empty_pool_gives_no_bump_and_takes_no_lock(acme, key, simple):
     ann = person(acme, "ann@acme.example", inference=1_000_000)
     person(acme, "big@acme.example", inference=9_000_000)  # nothing unallocated
     with mock.patch.object(
-        auto_increase, "lock_organization", wraps=auto_increase.lock_organization
+        auto_increase, "lock_organizations", wraps=auto_increase.lock_organizations
     ) as lock:
         use(key, ann, 950_000)
     assert limit(ann) == 1_000_000 and auto_changes() == []

@@ -314,7 +314,8 @@ def test_every_documented_response_is_produced_and_matches_its_schema(world):
         response = gw.post(AUTHORIZE, body)
         assert (response.status_code, response.json()["error"]) == (status, code)
         c.check(response, "POST", AUTHORIZE)
-    assert bound.post(AUTHORIZE, ask()).json()["error"] == "forbidden"
+    # A key bound to another organization: the user is unknown to it.
+    assert bound.post(AUTHORIZE, ask()).json()["error"] == "unknown_user"
     c.check(bound.post(AUTHORIZE, ask()), "POST", AUTHORIZE)
 
     # errors every body-taking operation shares
@@ -371,7 +372,14 @@ def test_every_documented_response_is_produced_and_matches_its_schema(world):
         "rejected",
         "recorded",
     ]
-    forbidden = c.check(bound.post(USAGE, {"events": [event()]}), "POST", USAGE)
+    hidden = c.check(bound.post(USAGE, {"events": [event()]}), "POST", USAGE)
+    assert hidden["results"][0]["error"] == "unknown_user"
+    UserFactory(organization=None, email="solo@nowhere.example")
+    forbidden = c.check(
+        gw.post(USAGE, {"events": [event("solo", user="solo@nowhere.example")]}),
+        "POST",
+        USAGE,
+    )
     assert forbidden["results"][0]["error"] == "forbidden"
     for events in ([], "x", [event(str(i)) for i in range(1_001)]):
         c.check(gw.post(USAGE, {"events": events}), "POST", USAGE)

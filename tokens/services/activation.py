@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
 from accounts.sessions import end_user_sessions_on_commit
+from tokens import locks
 from tokens.models import AllocationChange
 from tokens.services.allocations import (
     TYPES,
@@ -114,7 +115,7 @@ def _membership_problems(emails: list[str], users: dict[str, User]) -> list[str]
 def _users_by_email(emails: list[str], *, lock: bool = False) -> dict[str, User]:
     queryset = User.objects.filter(email__in=emails).order_by("pk")
     if lock:
-        queryset = queryset.select_for_update()
+        queryset = queryset.select_for_update(no_key=True)
     return {user.email: user for user in queryset}
 
 
@@ -246,7 +247,7 @@ def enterprise_request_submit(
 
     with transaction.atomic():
         # The requester's row serialises their submissions: one pending at a time.
-        User.objects.select_for_update().filter(pk=requester.pk).first()
+        User.objects.select_for_update(no_key=True).filter(pk=requester.pk).first()
         pending = (
             EnterpriseAccountRequest.objects.filter(
                 requested_by=requester, status=RequestStatus.PENDING
@@ -307,7 +308,9 @@ def enterprise_request_activate(
     is not pending or a user can no longer join."""
     _ensure_permission(actor, "accounts.change_enterpriseaccountrequest")
     with transaction.atomic():
-        locked = EnterpriseAccountRequest.objects.select_for_update().get(pk=request.pk)
+        locked = EnterpriseAccountRequest.objects.select_for_update(no_key=True).get(
+            pk=request.pk
+        )
         _ensure_pending(locked)
         emails = split_emails(locked.user_emails)
         admins = set(split_emails(locked.admin_emails))
@@ -429,7 +432,9 @@ def enterprise_request_reject(
             {"reason": _("Give a reason for the rejection.")}, code="required"
         )
     with transaction.atomic():
-        locked = EnterpriseAccountRequest.objects.select_for_update().get(pk=request.pk)
+        locked = EnterpriseAccountRequest.objects.select_for_update(no_key=True).get(
+            pk=request.pk
+        )
         _ensure_pending(locked)
         locked.status = RequestStatus.REJECTED
         locked.reviewed_by = actor
@@ -473,7 +478,7 @@ def organization_add_member(
                 )
                 % {"org": org.name}
             )
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.organization_id == org.pk:
             raise ValidationError(
                 _("%(email)s is already a member of %(org)s.")
@@ -565,9 +570,9 @@ def organization_remove_member(
             _("%(email)s is not a member of any organization.") % {"email": user.email}
         )
     with transaction.atomic():
-        # DESIGN §5 lock order: the organization, then the user.
-        org = Organization.objects.select_for_update().get(pk=organization_id)
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        # The lock order (tokens/locks.py): the organization, then the user.
+        org = locks.lock_organization(organization_id)
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.organization_id != org.pk:
             raise ValidationError(
                 _("%(email)s changed organization meanwhile; reload and try again.")

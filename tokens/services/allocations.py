@@ -1,8 +1,9 @@
 """Purchases, limits and user status: the pool rules of SPEC §2.
 
-Lock order (DESIGN §5): the organization row first, then user allocations in
-ascending id order. Unallocated = pool − allocated, never below zero: a change that
-would over-allocate is refused with the unallocated amount in the message.
+Locks follow the product's one lock order (``tokens/locks.py``): the
+organization row, then users, then allocations, each in ascending id order.
+Unallocated = pool − allocated, never below zero: a change that would
+over-allocate is refused with the unallocated amount in the message.
 """
 
 import datetime as dt
@@ -16,7 +17,7 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.models import AuditEvent, Organization, User
 from accounts.sessions import end_user_sessions_on_commit
-from tokens import selectors
+from tokens import locks, selectors
 from tokens.models import Allocation, AllocationChange, Purchase, TokenType
 
 Action = AuditEvent.Action
@@ -43,7 +44,8 @@ def ensure_can_manage(actor: User | None, organization: Organization) -> None:
 
 
 def lock_organization(organization: Organization) -> Organization:
-    return Organization.objects.select_for_update().get(pk=organization.pk)
+    """Step 1 of the lock order (``FOR NO KEY UPDATE``)."""
+    return locks.lock_organization(organization.pk)
 
 
 def lock_allocations(users: list[User]) -> dict[tuple[int, str], Allocation]:
@@ -65,8 +67,7 @@ def lock_allocations(users: list[User]) -> dict[tuple[int, str], Allocation]:
     ]
     if missing:
         Allocation.objects.bulk_create(missing, ignore_conflicts=True)
-    rows = Allocation.objects.select_for_update().filter(user_id__in=user_ids)
-    return {(a.user_id, a.token_type): a for a in rows.order_by("user_id", "id")}
+    return {(a.user_id, a.token_type): a for a in locks.lock_allocations(user_ids)}
 
 
 def unallocated(organization: Organization, token_type: str) -> int:
@@ -307,10 +308,8 @@ def lock_members(organization: Organization, users: list[User]) -> list[User]:
     """Lock the org, then the users (id order), refusing anyone outside the org."""
     lock_organization(organization)
     ids = sorted({u.pk for u in users})
-    locked = list(
-        User.objects.select_for_update()
-        .filter(pk__in=ids, organization=organization)
-        .order_by("id")
+    locked = locks.lock_users(
+        User.objects.filter(pk__in=ids, organization=organization)
     )
     if len(locked) != len(ids):
         raise ValidationError(_("Some of these users are not in this organization."))

@@ -108,7 +108,7 @@ def already_decided(request: TokenRequest) -> ValidationError:
 
 def _lock_pending(request: TokenRequest) -> TokenRequest:
     """The request's row, locked; refused when it is no longer pending."""
-    locked = TokenRequest.objects.select_for_update().get(pk=request.pk)
+    locked = TokenRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
     if locked.status != Status.PENDING:
         raise already_decided(locked)
     return locked
@@ -459,9 +459,9 @@ def auto_approval_rule_update(
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
-        rule, _created = AutoApprovalRule.objects.select_for_update().get_or_create(
-            organization=organization
-        )
+        rule, _created = AutoApprovalRule.objects.select_for_update(
+            no_key=True
+        ).get_or_create(organization=organization)
         # A fresh rule holds its defaults as given (50, not Decimal("50.0")).
         rule.max_consumption_percent = Decimal(rule.max_consumption_percent)
         wanted = {

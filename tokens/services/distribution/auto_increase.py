@@ -1,6 +1,11 @@
 """Auto-increase (SPEC §6.4), called from usage recording inside the usage
 batch's transaction: one query finds the counters past their organization's
-lowest trigger; organizations are locked only when an increase is due."""
+lowest trigger; organizations are locked only when an increase is due.
+
+Lock order (``tokens/locks.py``): the organization and the allocations come
+before the holds and counters the batch has already locked when it finds an
+increase due, so it then asks the batch to start again with them locked first
+(``LockFirst``); the batch's second run takes them before anything else."""
 
 import datetime as dt
 import math
@@ -15,12 +20,12 @@ from django.utils.translation import gettext_lazy
 from accounts import audit
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import period_of
+from tokens.locks import LockFirst, lock_organizations
 from tokens.models import Allocation, DistributionPolicy, UsageCounter, UserOverride
 from tokens.services.allocations import (
     apply_limits,
     fmt,
     lock_allocations,
-    lock_organization,
     type_label,
 )
 from tokens.services.distribution._common import (
@@ -230,15 +235,30 @@ _MODE_TEXT = {
 }
 
 
+def _pool_left(organization_id: int, keys: list[tuple[int, str]]) -> bool:
+    """Whether the organization has unallocated tokens of a type due for an
+    increase: checked before locking, so an empty pool never serializes the
+    organization's usage."""
+    organization = Organization.objects.get(pk=organization_id)
+    types = {t for _u, t in keys}
+    return any(v > 0 for t, v in _unallocated(organization).items() if t in types)
+
+
+def lock_for_auto_increase(organization_ids: set[int], users: list[User]) -> None:
+    """The first locks of a usage batch that an increase is due in: the
+    organizations (step 1 of the lock order), then the allocations of the batch's
+    users in them (step 3)."""
+    locked = lock_organizations(organization_ids)
+    members = [u for u in users if u.organization_id in {o.pk for o in locked}]
+    if members:
+        lock_allocations(members)
+
+
 def _auto_increase_org(
     organization_id: int, keys: list[tuple[int, str]], now: dt.datetime
 ) -> int:
+    """The increases due in one organization, which the batch has locked."""
     organization = Organization.objects.get(pk=organization_id)
-    types = {t for _u, t in keys}
-    # Checked before locking, so an empty pool never serializes the org's usage.
-    if all(v <= 0 for t, v in _unallocated(organization).items() if t in types):
-        return 0
-    organization = lock_organization(organization)
     if not organization.is_active:
         return 0
     policy = DistributionPolicy.objects.filter(organization=organization).first()
@@ -349,13 +369,17 @@ def _auto_increase_org(
     return increases
 
 
-def auto_increase_for_batch(counters: list[tuple[int, str, dt.date]]) -> int:
+def auto_increase_for_batch(
+    counters: list[tuple[int, str, dt.date]], locked: set[int] = frozenset()
+) -> int:
     """Raise the limits of the counters a usage batch just increased (SPEC §6.4).
 
     Called inside the batch's transaction, after the counters were updated, with
-    their (user_id, token_type, period) keys. The common path is one query that
-    finds nothing; organizations are locked (in id order) only when an increase
-    is due and their pool is not empty, and everything is re-read under the lock.
+    their (user_id, token_type, period) keys and the organizations the batch
+    locked first (``lock_for_auto_increase``). The common path is one query that
+    finds nothing. When an increase is due in an organization with a pool left
+    that the batch has not locked, raises ``LockFirst`` naming it: the batch
+    starts again with it locked first, and everything is re-read under the lock.
     Returns the number of increases."""
     now = timezone.now()
     period = period_of(now)
@@ -368,6 +392,10 @@ def auto_increase_for_batch(counters: list[tuple[int, str, dt.date]]) -> int:
     by_org: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for row in due:
         by_org[row["organization_id"]].append((row["user_id"], row["token_type"]))
+    missing = {o for o in by_org if o not in locked and _pool_left(o, by_org[o])}
+    if missing:
+        raise LockFirst(organizations=missing | set(locked), what="auto-increase")
+    by_org = {o: keys for o, keys in by_org.items() if o in locked}
     return sum(
         _auto_increase_org(org_id, by_org[org_id], now) for org_id in sorted(by_org)
     )

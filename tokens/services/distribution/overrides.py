@@ -93,7 +93,9 @@ def override_set(
     with transaction.atomic():
         lock_organization(organization)
         override = (
-            UserOverride.objects.select_for_update().filter(user_id=user.pk).first()
+            UserOverride.objects.select_for_update(no_key=True)
+            .filter(user_id=user.pk)
+            .first()
         )
         before = _override_state(override)
         if before == state:
@@ -124,7 +126,7 @@ def override_remove(
     with transaction.atomic():
         lock_organization(organization)
         override = (
-            UserOverride.objects.select_for_update()
+            UserOverride.objects.select_for_update(no_key=True)
             .filter(user_id=user.pk, organization=organization)
             .first()
         )

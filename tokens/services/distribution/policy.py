@@ -147,7 +147,9 @@ def _policy_for_read(organization: Organization) -> DistributionPolicy:
 
 def _locked_policy(organization: Organization) -> DistributionPolicy:
     policy_ensure(organization=organization)
-    return DistributionPolicy.objects.select_for_update().get(organization=organization)
+    return DistributionPolicy.objects.select_for_update(no_key=True).get(
+        organization=organization
+    )
 
 
 def _save_policy(

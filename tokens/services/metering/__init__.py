@@ -10,14 +10,18 @@ expiry.
   per reporting scope) (then one lookup of the events it did not insert, if any),
   and for counters and rollups one upsert each (INSERT … ON CONFLICT DO UPDATE
   SET n = n + excluded.n), plus one UPDATE of ``held`` when holds were settled.
-- Lock order everywhere: holds in id order, then counters, then rollups, each in
-  the order of their unique key (the upsert takes its row locks in the order of its
-  VALUES, which are sorted).
+- Locks follow the product's one lock order (``tokens/locks.py``): holds in id
+  order, then counters, then rollups, each in the order of their unique key (the
+  upsert takes its row locks in the order of its VALUES, which are sorted); a batch
+  in which an auto-increase is due runs again with the organization and the
+  allocations locked first, and an authorization that does not fit runs again
+  expiring the user's due holds before it touches the counter.
 - An authorization writes its hold before the conditional update of the counter, so
   the user's counter row (the hot row) stays locked only from that UPDATE to the
   commit.
-- Every public function is one transaction, retried on serialization failure or
-  deadlock up to 3 times; if it still fails, ``ServiceUnavailable``.
+- Every public function is one transaction (what commits; a first run rolled back
+  to take locks in order, above, leaves nothing), retried on serialization failure
+  or deadlock up to 3 times; if it still fails, ``ServiceUnavailable``.
 
 Layout (import from the package; patch a name where it is looked up, in the
 module that calls it):

@@ -69,13 +69,24 @@ def with_retries(func):
 # --- resolution shared by authorize, balance and usage ------------------------------
 
 
-def _user_refusal(key: ServiceKey, user: User | None, email: str) -> MeteringError:
-    if user is None:
-        return MeteringError(404, "unknown_user", f"No user with email {email!r}.")
-    if key.organization_id and user.organization_id != key.organization_id:
-        return MeteringError(
-            403, "forbidden", "This service key cannot act for this user."
-        )
+# The one answer for a user the key may not know of. It does not echo the email,
+# so that it is the same, byte for byte, whoever was asked about.
+UNKNOWN_USER = "No user with this email."
+
+
+def hidden_from(key: ServiceKey, user: User | None) -> bool:
+    """Whether ``key`` must not learn that ``user`` exists: no such user, or a
+    key bound to an organization asking about anyone outside it (a user of
+    another organization or of none), so that an organization's key cannot tell
+    which emails have an account (registration and reset never tell either)."""
+    return user is None or bool(
+        key.organization_id and user.organization_id != key.organization_id
+    )
+
+
+def _user_refusal(key: ServiceKey, user: User | None) -> MeteringError | None:
+    if hidden_from(key, user):
+        return MeteringError(404, "unknown_user", UNKNOWN_USER)
     if user.organization is None or not user.organization.is_active:
         return MeteringError(
             403, "forbidden", "This user is not in an active Enterprise Account."
@@ -95,7 +106,7 @@ def resolve_user(key: ServiceKey, email: str) -> User:
         .filter(email=str(email).strip().lower())
         .first()
     )
-    refusal = _user_refusal(key, user, email)
+    refusal = _user_refusal(key, user)
     if refusal:
         raise refusal
     return user

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from django.db import connection
 
+from tokens.locks import lock_holds
 from tokens.models import Hold, UsageCounter
 
 
@@ -73,11 +74,12 @@ _HOLD_FIELDS = ("id", "organization_id", "user_id", "token_type", "period", "tok
 
 
 def _expire_due(queryset, now: dt.datetime) -> int:
+    """Expire the open holds of ``queryset`` past their time: the holds (step 4 of
+    the lock order), then their counters (step 5)."""
     due = list(
-        queryset.filter(status=Hold.Status.OPEN, expires_at__lte=now)
-        .select_for_update()
-        .order_by("id")
-        .values(*_HOLD_FIELDS)
+        lock_holds(
+            queryset.filter(status=Hold.Status.OPEN, expires_at__lte=now)
+        ).values(*_HOLD_FIELDS)
     )
     _update_counters(released=_close_holds(due, Hold.Status.EXPIRED, now))
     return len(due)

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ServiceKey
 from asksage_admin.lib.periods import label, period_of
+from tokens.locks import lock_holds
 from tokens.models import Allocation, Hold, UsageCounter
 from tokens.services.metering._common import (
     MeteringError,
@@ -94,73 +95,103 @@ def authorize(
     request_id: str,
 ) -> Authorization:
     """Reserve ``tokens`` for a user, or refuse. The same request_id (per key)
-    returns the same hold."""
-    with transaction.atomic():
-        existing = (
-            Hold.objects.select_related("user")
-            .filter(service_key=key, request_id=request_id)
-            .first()
-        )
-        if existing is not None:
-            if (
-                existing.user.email != str(user_email).strip().lower()
-                or existing.tokens != tokens
-                or existing.token_type != token_type
-            ):
-                raise MeteringError(
-                    409,
-                    "conflict",
-                    "This request_id was already used for a different authorization.",
-                )
-            return Authorization(
-                existing,
-                _remaining(
-                    existing.organization_id,
-                    existing.user_id,
-                    token_type,
-                    existing.period,
-                ),
+    returns the same hold.
+
+    Lock order (``tokens/locks.py``): holds before counters. A conditional UPDATE
+    that does not fit may still leave the counter row locked (PostgreSQL keeps
+    the lock it took to re-check a row another transaction had just changed), so
+    the lazy expiry of the user's holds never follows it in the same transaction:
+    the first try rolls back and a second one expires first, then reserves."""
+    try:
+        with transaction.atomic():
+            return _authorize(
+                key, user_email, model_key, token_type, tokens, request_id, False
             )
-        user = resolve_user(key, user_email)
-        model = resolve_model(model_key, user.organization_id)
-        now = timezone.now()
-        period = period_of(now)
-        # The hold first: the counter row, which every request of this user
-        # updates, is then locked only from the conditional UPDATE to the commit.
-        # A refusal rolls the hold back with the rest.
-        hold = Hold.objects.create(
-            organization_id=user.organization_id,
-            user=user,
-            service_key=key,
-            model=model,
-            token_type=token_type,
-            period=period,
-            tokens=tokens,
-            request_id=request_id,
-            expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
-            created_at=now,
-        )
-        granted = _reserve(user.organization_id, user.pk, token_type, period, tokens)
-        if granted is None:
-            # Not enough left, or no counter yet this month: give back this user's
-            # holds past their time (lazy expiry: a stale hold matters only when
-            # its tokens are needed, so a granted request skips this query), create
-            # the counter if missing, and try again.
-            _expire_due(Hold.objects.filter(user=user, token_type=token_type), now)
-            _ensure_counters({(user.organization_id, user.pk, token_type, period)})
-            granted = _reserve(
-                user.organization_id, user.pk, token_type, period, tokens
+    except _ExpireFirst:
+        with transaction.atomic():
+            return _authorize(
+                key, user_email, model_key, token_type, tokens, request_id, True
             )
-        if granted is None:
-            remaining = _remaining(user.organization_id, user.pk, token_type, period)
+
+
+class _ExpireFirst(Exception):
+    """The first try of an authorization did not fit: roll back, expire first."""
+
+
+def _authorize(
+    key: ServiceKey,
+    user_email: str,
+    model_key: str,
+    token_type: str,
+    tokens: int,
+    request_id: str,
+    expire_first: bool,
+) -> Authorization:
+    existing = (
+        Hold.objects.select_related("user")
+        .filter(service_key=key, request_id=request_id)
+        .first()
+    )
+    if existing is not None:
+        if (
+            existing.user.email != str(user_email).strip().lower()
+            or existing.tokens != tokens
+            or existing.token_type != token_type
+        ):
             raise MeteringError(
-                402,
-                "insufficient_tokens",
-                f"Only {remaining:,} {token_type} tokens remain this month "
-                f"({label(period)}); {tokens:,} were asked for.",
-                remaining=remaining,
+                409,
+                "conflict",
+                "This request_id was already used for a different authorization.",
             )
-        return Authorization(hold, granted)
+        return Authorization(
+            existing,
+            _remaining(
+                existing.organization_id, existing.user_id, token_type, existing.period
+            ),
+        )
+    user = resolve_user(key, user_email)
+    model = resolve_model(model_key, user.organization_id)
+    now = timezone.now()
+    period = period_of(now)
+    # The hold first: the counter row, which every request of this user
+    # updates, is then locked only from the conditional UPDATE to the commit.
+    # A refusal rolls the hold back with the rest.
+    hold = Hold.objects.create(
+        organization_id=user.organization_id,
+        user=user,
+        service_key=key,
+        model=model,
+        token_type=token_type,
+        period=period,
+        tokens=tokens,
+        request_id=request_id,
+        expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
+        created_at=now,
+    )
+    if expire_first:
+        # Not enough left, or no counter yet this month: give back this user's
+        # holds past their time (lazy expiry: a stale hold matters only when
+        # its tokens are needed, so a granted request skips this query), create
+        # the counter if missing, and try again. This authorization's own hold
+        # is not given back: its tokens are not held yet.
+        _expire_due(
+            Hold.objects.filter(user=user, token_type=token_type).exclude(pk=hold.pk),
+            now,
+        )
+        _ensure_counters({(user.organization_id, user.pk, token_type, period)})
+    granted = _reserve(user.organization_id, user.pk, token_type, period, tokens)
+    if granted is None and not expire_first:
+        raise _ExpireFirst
+    if granted is None:
+        remaining = _remaining(user.organization_id, user.pk, token_type, period)
+        raise MeteringError(
+            402,
+            "insufficient_tokens",
+            f"Only {remaining:,} {token_type} tokens remain this month "
+            f"({label(period)}); {tokens:,} were asked for.",
+            remaining=remaining,
+        )
+    return Authorization(hold, granted)
 
 
 def _reserve(
@@ -205,7 +236,7 @@ def _scoped_hold(key: ServiceKey, hold_id) -> Hold:
     holds = Hold.objects.filter(pk=hold_uuid)
     if key.organization_id:
         holds = holds.filter(organization_id=key.organization_id)
-    hold = holds.select_for_update().values(*_HOLD_FIELDS, "status").first()
+    hold = lock_holds(holds).values(*_HOLD_FIELDS, "status").first()
     if hold is None:
         raise MeteringError(404, "unknown_hold", "No such hold.")
     return hold

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import ServiceKey, User
 from asksage_admin.lib.periods import period_of
+from tokens.locks import LockFirst, lock_holds
 from tokens.models import (
     AIModel,
     DailyUsage,
@@ -20,11 +21,14 @@ from tokens.models import (
     UsageEvent,
 )
 from tokens.services.distribution import auto_increase_for_batch
+from tokens.services.distribution.auto_increase import lock_for_auto_increase
 from tokens.services.metering._common import (
     EXCERPT_CHARS,
     MAX_BATCH,
     TYPES,
+    UNKNOWN_USER,
     MeteringError,
+    hidden_from,
     with_retries,
 )
 from tokens.services.metering.counters import (
@@ -54,12 +58,26 @@ def usage_record(*, key: ServiceKey, events: list[Any]) -> UsageResult:
             fields={"events": f"at most {MAX_BATCH:,} events"},
         )
     now = timezone.now()
-    parsed = [_parse_event(i, raw, now) for i, raw in enumerate(events)]
-    with transaction.atomic():
-        return _record_batch(key, parsed, now)
+    # Organizations to lock first: an auto-increase found due in an organization
+    # the batch had not locked (its holds and counters were locked by then, and
+    # they come after the organization in the lock order) rolls the batch back,
+    # and it runs again with that organization locked first. At most once per
+    # organization of the batch; rare (once per increase).
+    first: set[int] = set()
+    while True:
+        parsed = [_parse_event(i, raw, now) for i, raw in enumerate(events)]
+        try:
+            with transaction.atomic():
+                return _record_batch(key, parsed, now, first)
+        except LockFirst as needed:
+            if needed.organizations <= first:
+                raise AssertionError("LockFirst named no new organization") from None
+            first |= needed.organizations
 
 
-def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
+def _record_batch(
+    key: ServiceKey, parsed: list[_Event], now: dt.datetime, first: set[int]
+):
     result = UsageResult([{} for _ in parsed])
     # The scope of the batch's event ids: a key bound to an organization has its
     # own; the platform gateway's (unbound keys) is per organization too.
@@ -77,14 +95,16 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
         m.key: m
         for m in AIModel.objects.filter(key__in={ev.raw["model"] for ev in live})
     }
+    if first:
+        # Steps 1 and 3 of the lock order, before the holds (4) and counters (5).
+        lock_for_auto_increase(first, list(users.values()))
     hold_ids = sorted({ev.hold_id for ev in live if ev.hold_id})
     holds = (
         {
             h["id"]: h
-            for h in Hold.objects.filter(pk__in=hold_ids)
-            .select_for_update()
-            .order_by("id")
-            .values(*_HOLD_FIELDS, "status")
+            for h in lock_holds(Hold.objects.filter(pk__in=hold_ids)).values(
+                *_HOLD_FIELDS, "status"
+            )
         }
         if hold_ids
         else {}
@@ -157,7 +177,8 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
                     (ev.user.pk, ev.token_type, period_of(ev.occurred_at))
                     for ev in recorded
                 }
-            )
+            ),
+            locked=first,
         )
         # The organization-level rows are written by every batch of the
         # organization, so they are written last, to be locked only until the commit.
@@ -176,8 +197,8 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
                 "detail": ev.error[1],
             }
     for ev in repeats:
-        first = first_by_id[ev.scope]
-        same = first.digest == ev.digest
+        original = first_by_id[ev.scope]
+        same = original.digest == ev.digest
         result.results[ev.index] = (
             {"event_id": ev.event_id, "status": "duplicate"}
             if same
@@ -201,12 +222,10 @@ def _resolve(
     event keeps the scope it would have had (None when there is none), so a
     recorded copy is still reported as a duplicate."""
     user = users.get(ev.raw["user"].strip().lower())
-    if user is None:
-        ev.error = ("unknown_user", f"No user with email {ev.raw['user']!r}.")
-        return
-    if key.organization_id and user.organization_id != key.organization_id:
-        ev.organization_id = key.organization_id
-        ev.error = ("forbidden", "This service key cannot act for this user.")
+    if hidden_from(key, user):
+        # No scope: its id is never looked up, so that an organization's key
+        # learns neither users nor event ids outside it.
+        ev.error = ("unknown_user", UNKNOWN_USER)
         return
     ev.organization_id = key.organization_id or user.organization_id
     if user.organization_id is None:
