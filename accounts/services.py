@@ -18,6 +18,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import audit
+from accounts.emails import canonical_email
 from accounts.models import AuditEvent, Organization, ServiceKey, User
 
 Action = AuditEvent.Action
@@ -65,6 +66,8 @@ def user_register(
     from django.contrib.auth.hashers import make_password
     from django.db import IntegrityError
 
+    email = canonical_email(email)
+
     def tell_owner(owner: User) -> None:
         make_password(password)  # the time a new account's hashing takes
         transaction.on_commit(
@@ -79,7 +82,7 @@ def user_register(
             )
         )
 
-    existing = User.objects.filter(email__iexact=email).first()
+    existing = User.objects.filter(email=email).first()
     if existing is not None:
         tell_owner(existing)
         return None
@@ -102,7 +105,7 @@ def user_register(
             transaction.on_commit(lambda: user_send_verification_email(user=user))
     except IntegrityError:
         # A concurrent registration took this email between the check and the insert.
-        existing = User.objects.filter(email__iexact=email).first()
+        existing = User.objects.filter(email=email).first()
         if existing is None:
             raise
         tell_owner(existing)
@@ -137,7 +140,7 @@ def user_verify_email(*, token: str) -> tuple[User, bool]:
     with transaction.atomic():
         user = (
             User.objects.select_for_update()
-            .filter(pk=data.get("u"), email__iexact=data.get("e", ""))
+            .filter(pk=data.get("u"), email=canonical_email(data.get("e")))
             .first()
         )
         if user is None:
@@ -226,7 +229,8 @@ def mfa_check(*, user: User, code: str):
 def user_password_reset_requested(*, email: str) -> None:
     """Audit a password-reset request (whether or not the email has an account;
     the page answers the same either way)."""
-    user = User.objects.filter(email__iexact=email).first()
+    email = canonical_email(email)
+    user = User.objects.filter(email=email).first()
     audit.record(
         action=Action.PASSWORD_RESET_REQUESTED,
         actor=None,

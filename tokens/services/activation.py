@@ -18,6 +18,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from accounts import audit
+from accounts.emails import canonical_email
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
 from accounts.sessions import end_user_sessions_on_commit
 from tokens.models import AllocationChange
@@ -49,11 +50,12 @@ _TOKEN_FIELDS = {"inference": "inference_tokens", "embedding": "embedding_tokens
 
 def split_emails(value: str | Iterable[str]) -> list[str]:
     """Emails from text (one per line, or separated by commas, semicolons or
-    spaces) or from a list: stripped, lower-cased, duplicates dropped, in order."""
+    spaces) or from a list: in their canonical form (accounts.emails), duplicates
+    dropped, in order."""
     parts = _EMAIL_SEPARATORS.split(value) if isinstance(value, str) else value
     seen: dict[str, None] = {}
     for part in parts:
-        email = str(part).strip().lower()
+        email = canonical_email(part)
         if email:
             seen.setdefault(email, None)
     return list(seen)
@@ -218,7 +220,7 @@ def enterprise_request_submit(
             _("An Enterprise Account needs at least %(min)d users; you listed %(n)d.")
             % {"min": MIN_USERS, "n": len(users)},
         )
-    if requester.email.lower() not in users:
+    if canonical_email(requester.email) not in users:
         add(
             "user_emails",
             _("Include your own email (%(email)s) among the users.")

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.emails import canonical_email
 from accounts.models import ServiceKey, User
 from asksage_admin.lib.periods import period_of
 from tokens.models import (
@@ -77,7 +78,7 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
             first_by_id[ev.event_id] = ev
     live = list(first_by_id.values())
 
-    emails = {ev.raw["user"].strip().lower() for ev in live}
+    emails = {canonical_email(ev.raw["user"]) for ev in live}
     users = {
         u.email: u
         for u in User.objects.select_related("organization")
@@ -103,7 +104,7 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
 
     to_insert: list[_Event] = []
     for ev in live:
-        user = users.get(ev.raw["user"].strip().lower())
+        user = users.get(canonical_email(ev.raw["user"]))
         if user is None:
             reject(ev, "unknown_user", f"No user with email {ev.raw['user']!r}.")
             continue
