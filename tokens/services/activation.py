@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.emails import canonical_email
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
+from accounts.services import ensure_staff_permission
 from accounts.sessions import end_user_sessions_on_commit
 from tokens.models import AllocationChange
 from tokens.services.allocations import (
@@ -78,11 +79,7 @@ def _join(emails: Iterable[str]) -> str:
 def _ensure_permission(actor: User | None, permission: str) -> None:
     """Staff actions: the system (``actor=None``), superusers and staff holding the
     permission (the Sales group) only."""
-    if actor is None or actor.is_superuser:
-        return
-    if actor.is_staff and actor.has_perm(permission):
-        return
-    raise PermissionDenied(_("You are not allowed to do this."))
+    ensure_staff_permission(actor, permission)
 
 
 def _membership_problems(emails: list[str], users: dict[str, User]) -> list[str]:
@@ -559,6 +556,14 @@ def organization_remove_member(
     (0 per type), and they become a plain user in no organization. Their usage and
     history stay with the organization. The last admin cannot be removed."""
     _ensure_permission(actor, "accounts.change_organization")
+    if actor is not None and actor.pk == user.pk:
+        raise ValidationError(
+            _(
+                "You cannot remove yourself from your organization: another admin "
+                "or a superuser must do it. Nothing was changed."
+            ),
+            code="self_action",
+        )
     organization_id = (
         User.objects.filter(pk=user.pk).values_list("organization", flat=True).first()
     )
