@@ -218,3 +218,45 @@ def test_sign_in_agrees_with_the_lockout_key(client, spelling, same):
     assert (account.email in keys) is same
     _post_login(client, spelling, PASSWORD)
     assert _signed_in(client) is same
+
+
+# --- the staff site and stored addresses -------------------------------------------
+
+
+def test_staff_cannot_create_a_user_with_a_look_alike_address(superuser_client):
+    response = superuser_client.post(
+        reverse("admin:accounts_user_add"),
+        {
+            "email": DOTLESS,
+            "first_name": "Liam",
+            "last_name": "Garcia",
+            "password1": "a-long-unusual-passphrase-77",
+            "password2": "a-long-unusual-passphrase-77",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 200
+    assert "plain ASCII letters" in response.content.decode()
+    assert not User.objects.filter(first_name="Liam").exists()
+
+
+def test_the_migration_rewrites_stored_addresses_and_stops_on_a_collision(db):
+    from importlib import import_module
+
+    from django.apps import apps as live_apps
+
+    canonicalize = import_module(
+        "accounts.migrations.0007_email_canonical_form"
+    ).canonicalize
+    old = UserFactory(email="placeholder@example.com")
+    User.objects.filter(pk=old.pk).update(email="ſam.soto@example.com")
+    canonicalize(live_apps, None)
+    old.refresh_from_db()
+    assert old.email == S_ACCOUNT
+
+    twin = UserFactory(email="placeholder@example.com")
+    User.objects.filter(pk=twin.pk).update(email="ſam.soto@example.com")
+    with pytest.raises(RuntimeError, match="same e-mail address"):
+        canonicalize(live_apps, None)
+    twin.refresh_from_db()
+    assert twin.email == "ſam.soto@example.com"  # nothing chosen for the operator
