@@ -95,6 +95,26 @@ def _key(world):
     return account_services.service_key_create(actor=None, name="old")[0]
 
 
+def _target_set(**fields):
+    def prepare(world):
+        type(world["target"]).objects.filter(pk=world["target"].pk).update(**fields)
+        world["target"].refresh_from_db()
+
+    return prepare
+
+
+def _override(world):
+    return distribution.override_set(
+        actor=None,
+        organization=world["org"],
+        user=world["target"],
+        floor=None,
+        ceiling=None,
+        exempt_auto_increase=True,
+        exempt_reclamation=False,
+    )
+
+
 # name -> (who may, how to call it with an actor); each call succeeds for an
 # allowed persona on the world above.
 SERVICES = {
@@ -125,6 +145,17 @@ SERVICES = {
         ),
     ),
     "user_ban": (ORG, lambda w, a: services.user_ban(actor=a, user=w["target"])),
+    "user_unban": (ORG, lambda w, a: services.user_unban(actor=a, user=w["target"])),
+    "user_reactivate": (
+        ORG,
+        lambda w, a: services.user_reactivate(actor=a, user=w["target"]),
+    ),
+    "override_remove": (
+        ORG,
+        lambda w, a: distribution.override_remove(
+            actor=a, organization=w["org"], user=w["target"]
+        ),
+    ),
     "users_set_banned": (
         ORG,
         lambda w, a: services.users_set_banned(
@@ -265,6 +296,9 @@ PREPARE = {
     "enterprise_request_reject": _enterprise_request,
     "enterprise_request_activate": _enterprise_request,
     "service_key_revoke": _key,
+    "user_unban": _target_set(is_banned=True),
+    "user_reactivate": _target_set(is_paid=False),
+    "override_remove": _override,
 }
 
 
