@@ -27,7 +27,7 @@ run: seed
 	@echo
 	@echo "Serving the demo on http://$(HOST):$(PORT)/ (MFA off; Ctrl-C stops)."
 	@echo "Sign in with the admin shown above."
-	$(DEMO_ENV) $(VENV)/bin/gunicorn asksage_admin.wsgi --bind $(HOST):$(PORT) \
+	$(DEMO_ENV) $(VENV)/bin/gunicorn asksage_admin.wsgi -c gunicorn.conf.py --bind $(HOST):$(PORT) \
 		--workers 2 --threads 4 --access-logfile - --log-level info
 
 # The whole suite (browser tests included; they skip without Chromium outside CI).

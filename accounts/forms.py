@@ -1,16 +1,37 @@
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from accounts.emails import canonical_email, validate_plain_email
 from accounts.models import User
+
+
+class CanonicalEmailField(forms.EmailField):
+    """An e-mail field whose value is the canonical form (accounts.emails). With
+    ``plain_only`` an address that is not ASCII after NFKC is refused with a clear
+    message (and only that message) before the syntax check."""
+
+    def __init__(self, *, plain_only: bool = False, **kwargs):
+        self.plain_only = plain_only
+        super().__init__(**kwargs)
+
+    def run_validators(self, value):
+        if self.plain_only and value not in self.empty_values:
+            validate_plain_email(value)
+        super().run_validators(canonical_email(value))
+
+    def clean(self, value):
+        return canonical_email(super().clean(value)) or ""
 
 
 class SignInForm(AuthenticationForm):
     """Email + password; a banned user who gave the right password is told why."""
 
-    username = forms.EmailField(
+    # Canonical, so that the lockout key, the account look-up and the audit trail
+    # see the same address whatever spelling was typed.
+    username = CanonicalEmailField(
         label=_("Email"),
         widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"}),
     )
@@ -39,8 +60,10 @@ class SignInForm(AuthenticationForm):
 
 
 class RegistrationForm(forms.Form):
-    email = forms.EmailField(
-        label=_("Work email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    email = CanonicalEmailField(
+        plain_only=True,
+        label=_("Work email"),
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     first_name = forms.CharField(label=_("First name"), max_length=150)
     last_name = forms.CharField(label=_("Last name"), max_length=150)
@@ -60,10 +83,8 @@ class RegistrationForm(forms.Form):
         error_messages={"required": _("You must accept the terms of service.")},
     )
 
-    def clean_email(self) -> str:
-        # No "already registered" error: that would tell anyone which emails have
-        # an account. accounts.services.user_register handles a taken email.
-        return self.cleaned_data["email"].strip().lower()
+    # No "already registered" error: that would tell anyone which emails have an
+    # account. accounts.services.user_register handles a taken email.
 
     def clean(self):
         cleaned = super().clean()
@@ -81,6 +102,21 @@ class RegistrationForm(forms.Form):
             except ValidationError as error:
                 self.add_error("password1", error)
         return cleaned
+
+
+class ResetRequestForm(PasswordResetForm):
+    """Password reset by the canonical e-mail, compared exactly with the stored one
+    (Django's form matches with ``iexact`` first)."""
+
+    email = CanonicalEmailField(
+        label=_("Email"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    def get_users(self, email):
+        users = User.objects.filter(email=canonical_email(email), is_active=True)
+        return (u for u in users if u.has_usable_password())
 
 
 class OTPCodeForm(forms.Form):

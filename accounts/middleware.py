@@ -1,13 +1,25 @@
+import logging
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth.views import redirect_to_login
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.template import loader
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts import sessions
+from asksage_admin.db_errors import RETRY_AFTER_SECONDS
+
+logger = logging.getLogger(__name__)
 
 # last_active_at is written at most this often per user, to keep requests read-only.
 LAST_ACTIVE_RESOLUTION_SECONDS = 300
@@ -121,3 +133,68 @@ class StaffMFAMiddleware:
 
             return mfa_redirect(request)
         return self.get_response(request)
+
+
+class SessionSaveMiddleware(SessionMiddleware):
+    """Django's SessionMiddleware, but a session that cannot be saved after the view
+    has run never ends in the bare "Bad Request (400)".
+
+    The session is saved after the view, so by then the view's transaction has
+    committed: when the save fails (the database connection dropped, or the session
+    row was deleted meanwhile, e.g. by a sign-out in another tab) the change may well
+    be saved, and only the answer and its message are lost. Django raises
+    ``SessionInterrupted`` then; this answers a page that says so and where to check
+    instead: 503 with ``Retry-After`` when the database failed, 400 (and the stale
+    cookie deleted) when the session was gone."""
+
+    def process_response(self, request, response):
+        try:
+            return super().process_response(request, response)
+        except SessionInterrupted as error:
+            down = isinstance(_root_cause(error), (OperationalError, InterfaceError))
+            logger.warning(
+                "Session not saved after %s %s (%s): answered the after-commit page",
+                request.method,
+                request.path,
+                "database unavailable" if down else "session gone",
+            )
+            return interrupted_response(request, response, database_down=down)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ or error.__context__:
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def interrupted_response(request, original, *, database_down: bool) -> HttpResponse:
+    """The after-commit page (standalone: no database, no context processors)."""
+    back = request.headers.get("Referer", "")
+    if not back or not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}
+    ):
+        back = "/"
+    in_panel = request.path.startswith("/panel/")
+    html = loader.get_template("session_interrupted.html").render(
+        {
+            "database_down": database_down,
+            "write": request.method not in ("GET", "HEAD", "OPTIONS"),
+            "back_url": back,
+            "activity_url": reverse("analytics:activity") if in_panel else "",
+        }
+    )
+    response = HttpResponse(html, status=503 if database_down else 400)
+    for header, value in original.items():
+        if header.lower() not in ("content-type", "content-length", "location"):
+            response.headers.setdefault(header, value)
+    response["Cache-Control"] = "no-store"
+    if database_down:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    else:
+        response.delete_cookie(
+            settings.SESSION_COOKIE_NAME,
+            path=settings.SESSION_COOKIE_PATH,
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )
+    return response

@@ -6,6 +6,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.emails import canonical_email, validate_plain_email
+
 
 class Organization(models.Model):
     """A customer that buys a monthly token pool and manages its own users."""
@@ -47,17 +49,19 @@ class Organization(models.Model):
 
 
 class UserManager(BaseUserManager):
-    """Users sign in with their email, compared without regard to case."""
+    """Users sign in with their email in its canonical form (accounts.emails)."""
 
     use_in_migrations = True
 
     def get_by_natural_key(self, username):
-        return self.get(email__iexact=username)
+        # Exact equality with the stored canonical form: iexact would use the
+        # database's UPPER(), which folds look-alikes the lockout key keeps apart.
+        return self.get(email=canonical_email(username))
 
     def _create_user(self, email, password, **extra):
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=canonical_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -82,11 +86,12 @@ class User(AbstractBaseUser, PermissionsMixin):
         USER = "user", _("User")
         ADMIN = "admin", _("Admin")
 
-    # Stored lower-cased; unique both as stored and without regard to case.
+    # Stored in its canonical form (accounts.emails); unique as stored and lower-cased.
     email = models.EmailField(
         _("email"),
         max_length=254,
         unique=True,
+        validators=[validate_plain_email],
         error_messages={"unique": _("A user with this email already exists.")},
     )
     first_name = models.CharField(_("first name"), max_length=150)
@@ -138,7 +143,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def clean(self):
         super().clean()
-        self.email = self.email.lower()
+        self.email = canonical_email(self.email)
+
+    def save(self, *args, **kwargs):
+        self.email = canonical_email(self.email)
+        super().save(*args, **kwargs)
 
     def get_full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()

@@ -18,11 +18,47 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import audit
+from accounts.emails import canonical_email
 from accounts.models import AuditEvent, Organization, ServiceKey, User
 
 Action = AuditEvent.Action
 
 _VERIFY_SALT = "accounts.email-verification"
+
+
+# --- who may act (issue 14, defect 12) -------------------------------------------
+# Checked by the services themselves, so that no caller (a view, the staff site, a
+# command) can skip them. Staff status alone grants nothing on an organization.
+
+
+def ensure_can_manage_organization(
+    actor: User | None, organization_id: int | None
+) -> None:
+    """An organization's pool, users and settings: its own active admins,
+    superusers, and the system (``actor=None``: scheduled jobs, the gateway)."""
+    if actor is None or actor.is_superuser:
+        return
+    if (
+        actor.is_org_admin
+        and organization_id is not None
+        and actor.organization_id == organization_id
+        and actor.is_active
+        and not actor.is_banned
+    ):
+        return
+    raise PermissionDenied(_("You cannot manage this organization."))
+
+
+def ensure_staff_permission(actor: User | None, permission: str) -> None:
+    """Platform actions of the staff site: the system, superusers, and staff who
+    hold ``permission`` (the Sales group's are in tokens migration 0002)."""
+    if actor is None or actor.is_superuser:
+        return
+    if actor.is_staff and actor.has_perm(permission):
+        return
+    raise PermissionDenied(_("You are not allowed to do this."))
+
+
 BACKUP_CODE_COUNT = 10
 
 
@@ -65,6 +101,8 @@ def user_register(
     from django.contrib.auth.hashers import make_password
     from django.db import IntegrityError
 
+    email = canonical_email(email)
+
     def tell_owner(owner: User) -> None:
         make_password(password)  # the time a new account's hashing takes
         transaction.on_commit(
@@ -79,7 +117,7 @@ def user_register(
             )
         )
 
-    existing = User.objects.filter(email__iexact=email).first()
+    existing = User.objects.filter(email=email).first()
     if existing is not None:
         tell_owner(existing)
         return None
@@ -102,7 +140,7 @@ def user_register(
             transaction.on_commit(lambda: user_send_verification_email(user=user))
     except IntegrityError:
         # A concurrent registration took this email between the check and the insert.
-        existing = User.objects.filter(email__iexact=email).first()
+        existing = User.objects.filter(email=email).first()
         if existing is None:
             raise
         tell_owner(existing)
@@ -137,7 +175,7 @@ def user_verify_email(*, token: str) -> tuple[User, bool]:
     with transaction.atomic():
         user = (
             User.objects.select_for_update(no_key=True)
-            .filter(pk=data.get("u"), email__iexact=data.get("e", ""))
+            .filter(pk=data.get("u"), email=canonical_email(data.get("e")))
             .first()
         )
         if user is None:
@@ -199,7 +237,10 @@ def mfa_enrol(*, user: User, code: str) -> tuple[TOTPDevice, list[str]]:
 
 
 def mfa_reset(*, user: User, actor: User) -> int:
-    """Remove every MFA device of ``user``; they enrol again at next panel visit."""
+    """Remove every MFA device of ``user``; they enrol again at next panel visit.
+    Superusers only (and the system): it weakens the account's protection."""
+    if actor is not None and not actor.is_superuser:
+        raise PermissionDenied(_("Only superusers can reset MFA."))
     with transaction.atomic():
         deleted = TOTPDevice.objects.filter(user=user).delete()[0]
         deleted += StaticDevice.objects.filter(user=user).delete()[0]
@@ -226,7 +267,8 @@ def mfa_check(*, user: User, code: str):
 def user_password_reset_requested(*, email: str) -> None:
     """Audit a password-reset request (whether or not the email has an account;
     the page answers the same either way)."""
-    user = User.objects.filter(email__iexact=email).first()
+    email = canonical_email(email)
+    user = User.objects.filter(email=email).first()
     audit.record(
         action=Action.PASSWORD_RESET_REQUESTED,
         actor=None,
@@ -262,6 +304,7 @@ def service_key_create(
     *, actor: User | None, name: str, organization: Organization | None = None
 ) -> tuple[ServiceKey, str]:
     """Create a key; returns it and its secret, which is never stored or shown again."""
+    ensure_staff_permission(actor, "accounts.add_servicekey")
     name = name.strip()
     if not name:
         raise ValidationError({"name": _("Give the key a name.")})
@@ -286,6 +329,7 @@ def service_key_create(
 
 
 def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
+    ensure_staff_permission(actor, "accounts.change_servicekey")
     with transaction.atomic():
         locked = ServiceKey.objects.select_for_update(no_key=True).get(pk=key.pk)
         if locked.revoked_at is not None:
@@ -319,9 +363,9 @@ def service_key_authenticate(secret: str) -> ServiceKey | None:
 
 
 def user_mark_verified(*, actor: User, user: User) -> User:
-    """An admin vouches for a member's email address."""
-    if not (actor.is_superuser or actor.organization_id == user.organization_id):
-        raise PermissionDenied(_("You cannot manage this user."))
+    """An admin of the user's organization (or a superuser) vouches for a member's
+    email address."""
+    ensure_can_manage_organization(actor, user.organization_id)
     with transaction.atomic():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.email_verified_at is not None:
@@ -357,8 +401,7 @@ def organization_set_prompt_excerpts(
 ) -> Organization:
     """Whether the gateway's prompt and response excerpts (first 2,000 characters)
     are stored for this organization's usage. Off by default."""
-    if not (actor.is_superuser or actor.organization_id == organization.pk):
-        raise PermissionDenied(_("You cannot manage this organization."))
+    ensure_can_manage_organization(actor, organization.pk)
     with transaction.atomic():
         locked = Organization.objects.select_for_update(no_key=True).get(
             pk=organization.pk

@@ -15,6 +15,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts import audit
+from accounts.emails import canonical_email
 from accounts.models import AuditEvent, User
 
 Action = AuditEvent.Action
@@ -23,7 +24,7 @@ Action = AuditEvent.Action
 def _user_by_email(email: str | None) -> User | None:
     if not email:
         return None
-    return User.objects.filter(email__iexact=email).first()
+    return User.objects.filter(email=canonical_email(email)).first()
 
 
 @receiver(user_logged_in, dispatch_uid="audit_sign_in")

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 
 from accounts import services
-from accounts.forms import OTPCodeForm, RegistrationForm, SignInForm
+from accounts.forms import OTPCodeForm, RegistrationForm, ResetRequestForm, SignInForm
 from accounts.sessions import end_user_sessions
 
 
@@ -196,6 +196,7 @@ def mfa_verify(request: HttpRequest) -> HttpResponse:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = ResetRequestForm
     template_name = "accounts/password_reset.html"
     email_template_name = "emails/password_reset.txt"
     html_email_template_name = "emails/password_reset.html"

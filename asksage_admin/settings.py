@@ -64,7 +64,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "asksage_admin.db_errors.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, answering a page that tells the truth when the session cannot be
+    # saved after the view committed (never the bare "Bad Request (400)").
+    "accounts.middleware.SessionSaveMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -78,6 +78,8 @@ class Server:
         command = [
             str(gunicorn),
             "asksage_admin.wsgi",
+            "--config",
+            "gunicorn.conf.py",
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",

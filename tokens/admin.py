@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import admin as accounts_admin
+from accounts.forms import CanonicalEmailField
 from accounts.models import EnterpriseAccountRequest, Organization, User
 from tokens.models import (
     AIModel,
@@ -482,14 +483,14 @@ def can_manage_members(request: HttpRequest) -> bool:
 
 
 class AddMemberForm(forms.Form):
-    email = forms.EmailField(label=gettext_lazy("Email of a registered user"))
+    email = CanonicalEmailField(label=gettext_lazy("Email of a registered user"))
     role = forms.ChoiceField(
         label=gettext_lazy("Role"), choices=User.Role.choices, initial=User.Role.USER
     )
 
     def clean_email(self) -> User:
-        email = self.cleaned_data["email"].strip().lower()
-        user = User.objects.filter(email__iexact=email).first()
+        email = self.cleaned_data["email"]
+        user = User.objects.filter(email=email).first()
         if user is None:
             raise ValidationError(
                 _(

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import CanonicalEmailField
 from tokens.models import DistributionPolicy
 from tokens.services.activation import split_emails
 
@@ -524,7 +525,7 @@ class ScheduleForm(PolicyForm):
 class OverrideForm(forms.Form):
     """A per-user override; the user is chosen by email within the organization."""
 
-    email = forms.EmailField(
+    email = CanonicalEmailField(
         label=_("User email"),
         error_messages={
             "required": _("Enter the email of a user of your organization."),
@@ -563,7 +564,7 @@ class OverrideForm(forms.Form):
 
     def clean_email(self):
         email = self.cleaned_data["email"]
-        user = self.users.filter(email__iexact=email).first()
+        user = self.users.filter(email=email).first()
         if user is None:
             raise forms.ValidationError(
                 _("%(email)s is not a user of your organization."),

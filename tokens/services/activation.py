@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
@@ -18,7 +18,9 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from accounts import audit
+from accounts.emails import canonical_email
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
+from accounts.services import ensure_staff_permission
 from accounts.sessions import end_user_sessions_on_commit
 from tokens import locks
 from tokens.models import AllocationChange
@@ -50,11 +52,12 @@ _TOKEN_FIELDS = {"inference": "inference_tokens", "embedding": "embedding_tokens
 
 def split_emails(value: str | Iterable[str]) -> list[str]:
     """Emails from text (one per line, or separated by commas, semicolons or
-    spaces) or from a list: stripped, lower-cased, duplicates dropped, in order."""
+    spaces) or from a list: in their canonical form (accounts.emails), duplicates
+    dropped, in order."""
     parts = _EMAIL_SEPARATORS.split(value) if isinstance(value, str) else value
     seen: dict[str, None] = {}
     for part in parts:
-        email = str(part).strip().lower()
+        email = canonical_email(part)
         if email:
             seen.setdefault(email, None)
     return list(seen)
@@ -77,11 +80,7 @@ def _join(emails: Iterable[str]) -> str:
 def _ensure_permission(actor: User | None, permission: str) -> None:
     """Staff actions: the system (``actor=None``), superusers and staff holding the
     permission (the Sales group) only."""
-    if actor is None or actor.is_superuser:
-        return
-    if actor.is_staff and actor.has_perm(permission):
-        return
-    raise PermissionDenied(_("You are not allowed to do this."))
+    ensure_staff_permission(actor, permission)
 
 
 def _membership_problems(emails: list[str], users: dict[str, User]) -> list[str]:
@@ -219,7 +218,7 @@ def enterprise_request_submit(
             _("An Enterprise Account needs at least %(min)d users; you listed %(n)d.")
             % {"min": MIN_USERS, "n": len(users)},
         )
-    if requester.email.lower() not in users:
+    if canonical_email(requester.email) not in users:
         add(
             "user_emails",
             _("Include your own email (%(email)s) among the users.")
@@ -562,6 +561,14 @@ def organization_remove_member(
     (0 per type), and they become a plain user in no organization. Their usage and
     history stay with the organization. The last admin cannot be removed."""
     _ensure_permission(actor, "accounts.change_organization")
+    if actor is not None and actor.pk == user.pk:
+        raise ValidationError(
+            _(
+                "You cannot remove yourself from your organization: another admin "
+                "or a superuser must do it. Nothing was changed."
+            ),
+            code="self_action",
+        )
     organization_id = (
         User.objects.filter(pk=user.pk).values_list("organization", flat=True).first()
     )

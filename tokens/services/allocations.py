@@ -9,13 +9,14 @@ over-allocate is refused with the unallocated amount in the message.
 import datetime as dt
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import AuditEvent, Organization, User
+from accounts.services import ensure_can_manage_organization, ensure_staff_permission
 from accounts.sessions import end_user_sessions_on_commit
 from tokens import locks, selectors
 from tokens.models import Allocation, AllocationChange, Purchase, TokenType
@@ -35,12 +36,41 @@ def type_label(token_type: str) -> str:
 
 def ensure_can_manage(actor: User | None, organization: Organization) -> None:
     """Services re-check tenancy: only the org's admins, superusers and the system
-    (``actor=None``: jobs, the gateway) change an organization."""
-    if actor is None or actor.is_superuser or actor.is_staff:
-        return
-    if actor.is_org_admin and actor.organization_id == organization.pk:
-        return
-    raise PermissionDenied(_("You cannot manage this organization."))
+    (``actor=None``: jobs, the gateway) change an organization. Staff status
+    alone grants nothing here (Sales act through the staff services)."""
+    ensure_can_manage_organization(actor, organization.pk)
+
+
+# Actions an admin may not take on their own account (issue 14, defect 9): each
+# would lock them out, or let them undo another admin's decision about them.
+SELF_ACTIONS = {
+    "ban": _("You cannot ban or unban yourself."),
+    "unban": _("You cannot ban or unban yourself."),
+    "paid_off": _(
+        "You cannot deactivate yourself (%(email)s): another admin of your "
+        "organization must do it. Nothing was changed."
+    ),
+    "paid_on": _(
+        "You cannot reactivate yourself (%(email)s): another admin of your "
+        "organization must do it. Nothing was changed."
+    ),
+}
+
+
+def self_action_refusal(actor: User | None, users: list[User], action: str) -> str:
+    """Why ``action`` on ``users`` is refused because it would act on the actor
+    themselves ("" when it is not). Ban and unban are refused whenever the actor is
+    selected; paid off and on when the actor's own paid status would change. A bulk
+    action that includes the actor is refused whole, never applied to the others
+    only, so that "nothing changed" stays true of every refusal."""
+    own = next((u for u in users if actor is not None and u.pk == actor.pk), None)
+    if own is None or action not in SELF_ACTIONS:
+        return ""
+    if action == "paid_off" and not own.is_paid:
+        return ""
+    if action == "paid_on" and own.is_paid:
+        return ""
+    return SELF_ACTIONS[action] % {"email": own.email}
 
 
 def lock_organization(organization: Organization) -> Organization:
@@ -178,7 +208,9 @@ def purchase_record(
     purchased_on: dt.date | None = None,
     comment: str = "",
 ) -> Purchase:
-    """Record tokens an organization bought (in lots of TOKEN_LOT)."""
+    """Record tokens an organization bought (in lots of TOKEN_LOT): superusers and
+    staff allowed to add purchases (Sales)."""
+    ensure_staff_permission(actor, "tokens.add_purchase")
     lot = settings.TOKEN_LOT
     errors = {}
     for field, amount in (
@@ -331,7 +363,11 @@ def _set_paid(
     message), otherwise the whole action is refused with the shortfall."""
     ensure_can_manage(actor, organization)
     with transaction.atomic():
-        locked = [u for u in lock_members(organization, users) if u.is_paid != paid]
+        members = lock_members(organization, users)
+        refusal = self_action_refusal(actor, members, "paid_on" if paid else "paid_off")
+        if refusal:
+            raise ValidationError(refusal, code="self_action")
+        locked = [u for u in members if u.is_paid != paid]
         allocations = lock_allocations(locked)
         plans = {}
         free = {t: unallocated(organization, t) for t in TYPES}
@@ -438,8 +474,9 @@ def users_set_banned(
     """Ban or unban users (one audit event each); returns those that changed. A
     banned user cannot sign in and the gateway refuses them."""
     ensure_can_manage(actor, organization)
-    if actor is not None and any(u.pk == actor.pk for u in users):
-        raise ValidationError(_("You cannot ban or unban yourself."))
+    refusal = self_action_refusal(actor, users, "ban" if banned else "unban")
+    if refusal:
+        raise ValidationError(refusal, code="self_action")
     with transaction.atomic():
         changed = [
             u for u in lock_members(organization, users) if u.is_banned != banned

@@ -1,5 +1,7 @@
 """Management → User Management (SPEC §5): the table, limits, row and bulk actions."""
 
+import dataclasses
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -321,7 +323,7 @@ class UserBulkView(UsersPanelMixin, View):
                     **self.panel_context(),
                     "form": form,
                     "users": users,
-                    "effect": selectors.bulk_effect(self.org, users, form.cleaned_data),
+                    "effect": self.effect(form.cleaned_data, users),
                     "post": request.POST,
                     "selected_pks": request.POST.getlist("pk"),
                     "list_url": list_url,
@@ -334,6 +336,16 @@ class UserBulkView(UsersPanelMixin, View):
         else:
             messages.success(request, self.done_message(form.cleaned_data, count))
         return redirect(list_url)
+
+    def effect(self, data: dict, users: list) -> selectors.BulkEffect:
+        """The pool effect, refused up front (the button disabled, the reason
+        shown) when the selection includes the admin themselves and the action
+        may not be taken on oneself: the service would refuse it whole."""
+        effect = selectors.bulk_effect(self.org, users, data)
+        refusal = services.self_action_refusal(self.request.user, users, data["action"])
+        if refusal and not effect.refusal:
+            effect = dataclasses.replace(effect, refusal=refusal)
+        return effect
 
     def selected_users(self) -> list:
         users = selectors.users_in(self.org).order_by("email")

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, OperationalError
 from django.db.models import Exists, OuterRef
 
+from accounts.emails import canonical_email
 from accounts.models import ServiceKey, User
 from tokens.models import AIModel, TokenType
 
@@ -103,7 +104,7 @@ def _user_refusal(key: ServiceKey, user: User | None) -> MeteringError | None:
 def resolve_user(key: ServiceKey, email: str) -> User:
     user = (
         User.objects.select_related("organization")
-        .filter(email=str(email).strip().lower())
+        .filter(email=canonical_email(email))
         .first()
     )
     refusal = _user_refusal(key, user)

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from accounts.emails import canonical_email
 from accounts.models import ServiceKey
 from asksage_admin.lib.periods import label, period_of
 from tokens.locks import lock_holds
@@ -134,7 +135,7 @@ def _authorize(
     )
     if existing is not None:
         if (
-            existing.user.email != str(user_email).strip().lower()
+            existing.user.email != canonical_email(user_email)
             or existing.tokens != tokens
             or existing.token_type != token_type
         ):

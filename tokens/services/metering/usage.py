@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.emails import canonical_email
 from accounts.models import ServiceKey, User
 from asksage_admin.lib.periods import period_of
 from tokens.locks import LockFirst, lock_holds
@@ -84,7 +85,7 @@ def _record_batch(
     org_key = key.organization_id is not None
 
     live = [ev for ev in parsed if ev.error is None]
-    emails = {ev.raw["user"].strip().lower() for ev in live}
+    emails = {canonical_email(ev.raw["user"]) for ev in live}
     users = {
         u.email: u
         for u in User.objects.select_related("organization")
@@ -221,7 +222,7 @@ def _resolve(
     one (the organization that authorized the usage), else the user's; a refused
     event keeps the scope it would have had (None when there is none), so a
     recorded copy is still reported as a duplicate."""
-    user = users.get(ev.raw["user"].strip().lower())
+    user = users.get(canonical_email(ev.raw["user"]))
     if hidden_from(key, user):
         # No scope: its id is never looked up, so that an organization's key
         # learns neither users nor event ids outside it.
