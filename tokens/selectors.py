@@ -234,6 +234,16 @@ def users_for_panel(org: Organization, period: dt.date | None = None):
     )
 
 
+def user_limits(user: User) -> dict[str, int]:
+    """The user's current limit per token type (0 where none was ever set)."""
+    limits = dict(
+        Allocation.objects.filter(
+            user=user, organization_id=user.organization_id
+        ).values_list("token_type", "limit")
+    )
+    return {t: limits.get(t, 0) for t in TYPES}
+
+
 def allocation_history(user: User):
     return AllocationChange.objects.filter(user=user).select_related("actor")
 

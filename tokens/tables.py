@@ -281,6 +281,12 @@ class TokenRequestTable(tables.Table):
                 badge,
                 _("auto"),
             )
+        elif record.status == "pending" and record.hold_note:
+            badge = format_html(
+                '{} <span class="cell-secondary hold-note">{}</span>',
+                badge,
+                record.hold_note,
+            )
         return badge
 
     def render_actions(self, record):

@@ -124,6 +124,8 @@ class RequestListView(RequestsPanelMixin, SingleTableMixin, TemplateView):
                     "enabled": rule.enabled,
                     "max_amount": rule.max_amount,
                     "max_consumption_percent": rule.max_consumption_percent,
+                    "max_per_user_month": rule.max_per_user_month,
+                    "max_approvals_per_day": rule.max_approvals_per_day,
                 }
             ),
         )
@@ -148,11 +150,19 @@ class AutoApprovalUpdateView(RequestListView):
                     enabled=data["enabled"],
                     max_amount=data["max_amount"],
                     max_consumption_percent=data["max_consumption_percent"],
+                    max_per_user_month=data["max_per_user_month"],
+                    max_approvals_per_day=data["max_approvals_per_day"],
                 )
             except ValidationError as error:
                 form.add_error(None, error)
             else:
-                fields = ("enabled", "max_amount", "max_consumption_percent")
+                fields = (
+                    "enabled",
+                    "max_amount",
+                    "max_consumption_percent",
+                    "max_per_user_month",
+                    "max_approvals_per_day",
+                )
                 if all(getattr(before, f) == getattr(rule, f) for f in fields):
                     messages.info(request, _("The auto-approval rule is unchanged."))
                 elif rule.enabled:

@@ -274,18 +274,38 @@ class UserActionView(UsersPanelMixin, View):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            messages.success(request, self.done % {"user": member.email})
+            messages.success(request, self.message(member))
         return redirect(self.back_url(self.org_url("tokens:user_detail", pk=pk)))
 
+    def message(self, member) -> str:
+        return self.done % {"user": member.email}
 
-def _action(service, done):
-    return UserActionView.as_view(service=service, done=done)
+
+class UserReactivateView(UserActionView):
+    """Reactivation says what it granted: the floor, or less when the pool is short."""
+
+    def message(self, member) -> str:
+        limits = selectors.user_limits(member)
+        return _(
+            "%(user)s reactivated: inference limit %(inference)s, embedding limit "
+            "%(embedding)s (the user's floor, as far as the unallocated pool allows)."
+        ) % {
+            "user": member.email,
+            "inference": fmt(limits["inference"]),
+            "embedding": fmt(limits["embedding"]),
+        }
+
+
+def _action(service, done, view=UserActionView):
+    return view.as_view(service=service, done=done)
 
 
 user_deactivate = _action(
     services.user_deactivate, _("%(user)s deactivated: limits set to the minimum.")
 )
-user_reactivate = _action(services.user_reactivate, _("%(user)s reactivated."))
+user_reactivate = _action(
+    services.user_reactivate, _("%(user)s reactivated."), view=UserReactivateView
+)
 user_ban = _action(services.user_ban, _("%(user)s banned."))
 user_unban = _action(services.user_unban, _("%(user)s unbanned."))
 user_verify = _action(user_mark_verified, _("%(user)s marked as verified."))
