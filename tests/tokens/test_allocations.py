@@ -8,9 +8,8 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from tests.factories import AdminFactory, UserFactory, fund, give
-from tokens.ledger import check_ledger
-from tokens.services.distribution import override_set, policy_update
 from tokens import selectors
+from tokens.ledger import check_ledger
 from tokens.models import Allocation, AllocationChange, Purchase
 from tokens.services import (
     allocation_set_limit,
@@ -23,6 +22,7 @@ from tokens.services import (
     users_set_banned,
     users_set_paid,
 )
+from tokens.services.distribution import override_set, policy_update
 
 pytestmark = pytest.mark.django_db
 
