@@ -6,13 +6,13 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 from django_tables2 import SingleTableMixin
 
 from accounts.access import PanelAccessMixin
+from asksage_admin.lib.next_url import safe_next
 from tokens import selectors
 from tokens.forms import ApproveForm, AutoApprovalForm, DenyForm, TokenRequestForm
 from tokens.models import TokenRequest
@@ -48,12 +48,7 @@ class RequestsPanelMixin(PanelAccessMixin):
 
     def back_url(self) -> str:
         """Where to go after a decision: the queue page the admin came from."""
-        target = self.request.POST.get("next") or self.request.GET.get("next") or ""
-        if target and url_has_allowed_host_and_scheme(
-            target, allowed_hosts={self.request.get_host()}
-        ):
-            return target
-        return self.list_url()
+        return safe_next(self.request, self.list_url())
 
     def get_request(self, pk: int) -> TokenRequest:
         """The org's request or 404: another organization's request does not exist

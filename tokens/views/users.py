@@ -14,7 +14,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views import View
@@ -25,6 +24,7 @@ from django_tables2 import SingleTableMixin
 from accounts.access import PanelAccessMixin
 from accounts.services import data_export_record, user_has_mfa, user_mark_verified
 from asksage_admin.lib.csv import csv_response
+from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
 from tokens.filtersets import UserFilterSet
 from tokens.forms import BulkActionForm, LimitForm
@@ -43,12 +43,7 @@ class UsersPanelMixin(PanelAccessMixin):
         return get_object_or_404(selectors.users_in(self.org), pk=pk)
 
     def back_url(self, default: str) -> str:
-        target = self.request.POST.get("next") or self.request.GET.get("next") or ""
-        if target and url_has_allowed_host_and_scheme(
-            target, allowed_hosts={self.request.get_host()}
-        ):
-            return target
-        return default
+        return safe_next(self.request, default)
 
 
 class UserListView(UsersPanelMixin, SingleTableMixin, FilterView):
