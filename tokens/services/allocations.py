@@ -165,6 +165,10 @@ def limits_of(user: User, allocations) -> dict[str, int]:
     return {t: allocations[(user.pk, t)].limit for t in TYPES}
 
 
+# Longest purchase comment (a TextField; the limit is here and in the staff form).
+PURCHASE_COMMENT_MAX = 2_000
+
+
 def purchase_record(
     *,
     actor: User | None,
@@ -193,6 +197,10 @@ def purchase_record(
     starts_on = starts_on or timezone.localdate()
     if expires_on is not None and expires_on < starts_on:
         errors["expires_on"] = _("A purchase cannot expire before it starts.")
+    if len(comment or "") > PURCHASE_COMMENT_MAX:
+        errors["comment"] = _(
+            "Keep the comment to %(max)s characters or fewer (it has %(n)s)."
+        ) % {"max": fmt(PURCHASE_COMMENT_MAX), "n": fmt(len(comment))}
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
