@@ -19,7 +19,11 @@ class OrganizationAdmin(admin.ModelAdmin):
     # Status changes go through activation (audited); organizations are never deleted.
     readonly_fields = ["status", "activated_at", "created_at"]
     # Django 6 makes https the default scheme; choose it now (no deprecation warning).
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    # The billing address is a TextField: 500 characters, as on the request form.
+    formfield_overrides = {
+        models.URLField: {"assume_scheme": "https"},
+        models.TextField: {"max_length": 500},
+    }
 
     def has_delete_permission(self, request, obj=None):
         return False

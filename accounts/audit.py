@@ -14,12 +14,35 @@ Action = AuditEvent.Action
 _SECRET_KEYS = {"password", "secret", "token", "otp", "key", "authorization"}
 
 
+def clean_text(text: str) -> str:
+    """``text`` without NUL and unpaired surrogates: PostgreSQL refuses both in text
+    and jsonb, and both can arrive from a query string (``%00``, ``%ED%A0%80``)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def clean_json(value: Any) -> Any:
+    """``value`` with every string in it (keys included) made storable."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_json(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
 def _scrub(data: dict[str, Any] | None) -> dict[str, Any] | None:
     if data is None:
         return None
-    return {
-        k: ("[redacted]" if k.lower() in _SECRET_KEYS else v) for k, v in data.items()
-    }
+    return clean_json(
+        {k: ("[redacted]" if k.lower() in _SECRET_KEYS else v) for k, v in data.items()}
+    )
 
 
 def build(
@@ -44,14 +67,14 @@ def build(
     return AuditEvent(
         organization=organization,
         actor=actor,
-        actor_email=actor.email if actor is not None else actor_email,
+        actor_email=actor.email if actor is not None else clean_text(actor_email),
         action=action,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
-        target_repr=str(target)[:300] if target is not None else "",
+        target_repr=clean_text(str(target)[:300]) if target is not None else "",
         before=_scrub(before),
         after=_scrub(after),
-        message=message,
+        message=clean_text(str(message)),
         ip=context.ip,
         request_id=context.request_id,
     )

@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
@@ -16,15 +15,11 @@ from django_otp import login as otp_login
 from accounts import services
 from accounts.forms import OTPCodeForm, RegistrationForm, ResetRequestForm, SignInForm
 from accounts.sessions import end_user_sessions
+from asksage_admin.lib.next_url import safe_next
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
+    return safe_next(request, default)
 
 
 def _with_next(name: str, target: str) -> str:

@@ -13,13 +13,40 @@ def encode(time: dt.datetime, pk: int) -> str:
     return f"{time.isoformat()}_{pk}"
 
 
+# A primary key beyond this does not fit a BigAutoField (PostgreSQL would refuse
+# the comparison with an overflow error).
+_MAX_PK = 2**63 - 1
+
+
+class InvalidCursor(ValueError):
+    """A cursor that is not one this module made: no such page."""
+
+
 def decode(cursor: str | None) -> tuple[dt.datetime, int] | None:
-    if not cursor or "_" not in cursor:
+    """The (time, id) of a cursor; None for no cursor; ``InvalidCursor`` for one
+    that is malformed, names an impossible date ("2026-13-01") or an out-of-range
+    id or offset, so the view can say so instead of failing."""
+    if not cursor:
         return None
     stamp, _sep, pk = cursor.rpartition("_")
-    moment = parse_datetime(stamp.replace(" ", "+"))
-    if moment is None or not pk.isdigit():
-        return None
+    try:
+        moment = parse_datetime(stamp.replace(" ", "+"))
+    except (ValueError, OverflowError):
+        moment = None
+    if (
+        moment is None
+        or not (pk.isascii() and pk.isdigit())
+        or len(pk) > 19
+        or int(pk) > _MAX_PK
+    ):
+        raise InvalidCursor(cursor)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        # Out-of-range offsets or years fail here rather than in the database.
+        moment = moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise InvalidCursor(cursor) from None
     return moment, int(pk)
 
 

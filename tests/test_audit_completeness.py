@@ -583,7 +583,8 @@ def test_reclamation_in_a_run_records_the_lowered_limit(
     ("name", "paid_before", "before_limits", "after_limits"),
     [
         ("deactivate", True, 500_000, 1_000),
-        ("reactivate", False, 1_000, MIN),
+        # Reactivation grants the policy's floor (Standard: 500,000), not MIN.
+        ("reactivate", False, 1_000, 500_000),
     ],
 )
 def test_deactivation_and_reactivation_record_paid_and_limits(
@@ -956,7 +957,13 @@ def test_auto_approval_rule_change_is_recorded(admin_client, admin_user, org, te
     since = last_id()
     response = admin_client.post(
         reverse("tokens:request_auto_approval"),
-        {"enabled": "on", "max_amount": "150000", "max_consumption_percent": "62.5"},
+        {
+            "enabled": "on",
+            "max_amount": "150000",
+            "max_consumption_percent": "62.5",
+            "max_per_user_month": "400000",
+            "max_approvals_per_day": "3",
+        },
         **web("auto-approval"),
     )
     assert response.status_code == 302
@@ -973,11 +980,13 @@ def test_auto_approval_rule_change_is_recorded(admin_client, admin_user, org, te
         "enabled": False,
         "max_amount": 100_000,
         "max_consumption_percent": 50.0,
+        "max_per_user_month": 1_000_000,
     }
     assert event.after == {
         "enabled": True,
         "max_amount": 150_000,
         "max_consumption_percent": 62.5,
+        "max_per_user_month": 400_000,
     }
     assert_only(since, {Action.AUTO_APPROVAL_CHANGED: 1})
 

@@ -528,6 +528,8 @@ ROUTES: dict[str, Route] = {
             "enabled": "on",
             "max_amount": "10000",
             "max_consumption_percent": "50",
+            "max_per_user_month": "500000",
+            "max_approvals_per_day": "3",
         },
     ),
     # -- Analytics ---------------------------------------------------------------------

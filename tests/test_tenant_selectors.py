@@ -74,6 +74,7 @@ SELECTORS = {
         ),
         "users_in": lambda w: token_selectors.users_in(w.b),
         "users_for_panel": lambda w: token_selectors.users_for_panel(w.b, NOVEMBER),
+        "user_limits": lambda w: token_selectors.user_limits(w.b, w.mover),
         "allocation_history": lambda w: token_selectors.allocation_history(
             w.b, w.mover
         ),

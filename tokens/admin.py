@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -45,6 +45,7 @@ from tokens.services import (
     organization_remove_member,
     purchase_record,
 )
+from tokens.services.allocations import PURCHASE_COMMENT_MAX
 
 
 def _error_text(error: ValidationError) -> str:
@@ -125,6 +126,9 @@ class PurchaseAddForm(forms.ModelForm):
 class PurchaseAdmin(admin.ModelAdmin):
     """Purchases are recorded once and never deleted; afterwards only the comment
     can change."""
+
+    # The comment is a TextField: the form gives it the service's maximum.
+    formfield_overrides = {models.TextField: {"max_length": PURCHASE_COMMENT_MAX}}
 
     list_display = [
         "organization",

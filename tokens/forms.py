@@ -7,12 +7,69 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import CanonicalEmailField
 from tokens.models import DistributionPolicy
-from tokens.services.activation import split_emails
+from tokens.services.activation import (
+    BILLING_ADDRESS_MAX,
+    EMAIL_LIST_MAX,
+    OTHER_INFORMATION_MAX,
+    split_emails,
+)
 
 _AMOUNT_HELP = format_lazy(
     _("In lots of {lot}, and at least {min} per user."),
     lot=f"{settings.TOKEN_LOT:,}",
     min=f"{settings.MIN_USER_TOKENS:,}",
+)
+
+
+class TokenAmountInput(forms.TextInput):
+    """A token amount shown with thousands separators ("500,000")."""
+
+    def __init__(self, attrs=None):
+        super().__init__(
+            {"inputmode": "numeric", "autocomplete": "off", **(attrs or {})}
+        )
+
+    def format_value(self, value):
+        if isinstance(value, int):
+            return f"{value:,}"
+        return super().format_value(value)
+
+
+# The largest token amount any form accepts: far above any pool, far below what a
+# BigIntegerField holds (2**63 - 1), so no typed number can overflow the database.
+MAX_TOKEN_AMOUNT = 10**15
+
+
+class TokenAmountField(forms.IntegerField):
+    """A whole number of tokens from ``min_value`` (0) to ``MAX_TOKEN_AMOUNT``;
+    accepts "500,000", "500 000" and "500_000". Every token amount a form stores
+    goes through this field."""
+
+    widget = TokenAmountInput
+    default_error_messages = {
+        "invalid": _("Enter a whole number of tokens, such as 500,000."),
+        "min_value": _("Enter at least %(limit_value)s tokens."),
+        "max_value": _(
+            "That is more tokens than any pool holds (at most %(limit_value)s)."
+        ),
+    }
+
+    def __init__(self, *, min_value=0, max_value=MAX_TOKEN_AMOUNT, **kwargs):
+        super().__init__(min_value=min_value, max_value=max_value, **kwargs)
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = value.strip().replace(",", "").replace("_", "").replace(" ", "")
+            if len(value) > 32 or not value.isascii():
+                # Far longer than any amount, or digits of another script.
+                raise forms.ValidationError(
+                    self.error_messages["invalid"], code="invalid"
+                )
+        return super().to_python(value)
+
+
+_TEXT_TOO_LONG = _(
+    "Keep this to %(limit_value)d characters or fewer (it has %(show_value)d)."
 )
 
 
@@ -22,12 +79,19 @@ class EnterpriseRequestForm(forms.Form):
 
     organization_name = forms.CharField(label=_("Organization name"), max_length=200)
     billing_address = forms.CharField(
-        label=_("Billing address"), widget=forms.Textarea(attrs={"rows": 3})
+        label=_("Billing address"),
+        max_length=BILLING_ADDRESS_MAX,
+        error_messages={"max_length": _TEXT_TOO_LONG},
+        widget=forms.Textarea(attrs={"rows": 3}),
     )
     user_emails = forms.CharField(
         label=_("Emails of all users"),
         widget=forms.Textarea(attrs={"rows": 5}),
-        error_messages={"required": _("List the emails of all users (at least 2).")},
+        max_length=EMAIL_LIST_MAX,
+        error_messages={
+            "required": _("List the emails of all users (at least 2)."),
+            "max_length": _TEXT_TOO_LONG,
+        },
         help_text=_(
             "One per line or separated by commas; include yourself and the admins. "
             "At least 2 users, each already registered with the terms accepted."
@@ -36,23 +100,28 @@ class EnterpriseRequestForm(forms.Form):
     admin_emails = forms.CharField(
         label=_("Emails of the admins"),
         widget=forms.Textarea(attrs={"rows": 2}),
-        error_messages={"required": _("Name at least one admin.")},
+        max_length=EMAIL_LIST_MAX,
+        error_messages={
+            "required": _("Name at least one admin."),
+            "max_length": _TEXT_TOO_LONG,
+        },
         help_text=_("At least one; every admin must also be listed among the users."),
     )
-    inference_tokens = forms.IntegerField(
+    inference_tokens = TokenAmountField(
         label=_("Monthly inference tokens"),
-        min_value=0,
+        widget=forms.NumberInput,
         help_text=_AMOUNT_HELP,
     )
-    embedding_tokens = forms.IntegerField(
+    embedding_tokens = TokenAmountField(
         label=_("Monthly embedding tokens"),
-        min_value=0,
+        widget=forms.NumberInput,
         help_text=_AMOUNT_HELP,
     )
     other_information = forms.CharField(
         label=_("Other information"),
         required=False,
-        max_length=5000,
+        max_length=OTHER_INFORMATION_MAX,
+        error_messages={"max_length": _TEXT_TOO_LONG},
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
@@ -66,10 +135,8 @@ class EnterpriseRequestForm(forms.Form):
 class LimitForm(forms.Form):
     """One user's limit for one token type (the rules are in allocation_set_limit)."""
 
-    limit = forms.IntegerField(
+    limit = TokenAmountField(
         label=_("New limit"),
-        min_value=0,
-        max_value=10**15,
         error_messages={
             "invalid": _("Enter a whole number of tokens, such as 500000."),
             "required": _("Enter the new limit."),
@@ -105,9 +172,8 @@ class BulkActionForm(forms.Form):
         required=False,
         widget=forms.Select(attrs={"id": "id_bulk_token_type"}),
     )
-    limit = forms.IntegerField(
+    limit = TokenAmountField(
         required=False,
-        min_value=0,
         error_messages={
             "invalid": _("Enter the limit as a whole number of tokens."),
             "min_value": _("A limit cannot be negative."),
@@ -154,10 +220,9 @@ class TokenRequestForm(forms.Form):
             "invalid_choice": _("Choose inference or embedding tokens."),
         },
     )
-    amount = forms.IntegerField(
+    amount = TokenAmountField(
         label=_("Amount"),
         min_value=1,
-        max_value=10**15,
         error_messages={
             "required": _("Enter how many tokens you need."),
             "invalid": _WHOLE_TOKENS,
@@ -184,10 +249,9 @@ class TokenRequestForm(forms.Form):
 class ApproveForm(forms.Form):
     """Approve a request: the amount (default: the requested one) and a note."""
 
-    amount = forms.IntegerField(
+    amount = TokenAmountField(
         label=_("Amount to approve"),
         min_value=1,
-        max_value=10**15,
         error_messages={
             "required": _("Enter the amount to approve."),
             "invalid": _WHOLE_TOKENS,
@@ -224,10 +288,9 @@ class AutoApprovalForm(forms.Form):
     enabled = forms.BooleanField(
         label=_("Approve small requests automatically"), required=False
     )
-    max_amount = forms.IntegerField(
+    max_amount = TokenAmountField(
         label=_("Maximum amount"),
         min_value=1,
-        max_value=10**15,
         error_messages={
             "required": _("Enter the maximum amount to approve automatically."),
             "invalid": _("Enter the maximum amount as a whole number of tokens."),
@@ -239,22 +302,54 @@ class AutoApprovalForm(forms.Form):
     )
     max_consumption_percent = forms.DecimalField(
         label=_("Maximum org consumption (%)"),
-        min_value=0,
+        min_value=Decimal("0.1"),
         max_value=100,
         max_digits=4,
         decimal_places=1,
         error_messages={
-            "required": _("Enter the maximum consumption, from 0 to 100%."),
-            "invalid": _("Enter the maximum consumption as a number from 0 to 100."),
+            "required": _("Enter the maximum consumption, from 0.1 to 100%."),
+            "invalid": _("Enter the maximum consumption as a number from 0.1 to 100."),
             # These messages are %-formatted with the limit: "%%" is a percent sign.
-            "min_value": _("The maximum consumption cannot be below 0%%."),
+            "min_value": _(
+                "The maximum consumption must be at least 0.1%%: at 0%% no request "
+                "could ever be approved automatically."
+            ),
             "max_value": _("The maximum consumption cannot be above 100%%."),
             "max_decimal_places": _("Use at most one decimal place, such as 62.5."),
-            "max_digits": _("Enter the maximum consumption as a number from 0 to 100."),
+            "max_digits": _(
+                "Enter the maximum consumption as a number from 0.1 to 100."
+            ),
             "max_whole_digits": _("The maximum consumption cannot be above 100%%."),
         },
         widget=forms.NumberInput(attrs={"step": "0.1", "inputmode": "decimal"}),
         help_text=_("Used ÷ pool this month, before the request."),
+    )
+    max_per_user_month = TokenAmountField(
+        label=_("Per user a month"),
+        min_value=1,
+        error_messages={
+            "required": _("Enter the most tokens one user may get this way a month."),
+            "min_value": _("The monthly maximum per user must be at least 1 token."),
+        },
+        widget=forms.NumberInput(attrs={"step": 1000, "inputmode": "numeric"}),
+        help_text=_(
+            "Tokens of a type auto-approved per user in a calendar month (UTC)."
+        ),
+    )
+    max_approvals_per_day = forms.IntegerField(
+        label=_("Per user in 24 hours"),
+        min_value=1,
+        max_value=1_000,
+        error_messages={
+            "required": _("Enter how many requests of one user may be approved a day."),
+            "invalid": _("Enter a whole number of approvals, such as 3."),
+            "min_value": _("Allow at least 1 auto-approval per user in 24 hours."),
+            "max_value": _("Allow at most %(limit_value)s auto-approvals in 24 hours."),
+        },
+        widget=forms.NumberInput(attrs={"step": 1, "inputmode": "numeric"}),
+        help_text=_(
+            "Auto-approvals per user in any 24 hours; beyond it, an admin decides."
+        ),
     )
 
 
@@ -262,34 +357,6 @@ class AutoApprovalForm(forms.Form):
 # These forms parse what the admin typed (whole numbers, comma lists, choices); the
 # policy rules (floor ≥ the platform minimum, ceiling ≥ floor, trigger 50–99.9, …) are
 # checked by tokens.services.distribution, whose errors the views attach to the fields.
-
-
-class TokenAmountInput(forms.TextInput):
-    """A token amount shown with thousands separators ("500,000")."""
-
-    def __init__(self, attrs=None):
-        super().__init__(
-            {"inputmode": "numeric", "autocomplete": "off", **(attrs or {})}
-        )
-
-    def format_value(self, value):
-        if isinstance(value, int):
-            return f"{value:,}"
-        return super().format_value(value)
-
-
-class TokenAmountField(forms.IntegerField):
-    """A whole number of tokens; accepts "500,000", "500 000" and "500_000"."""
-
-    widget = TokenAmountInput
-    default_error_messages = {
-        "invalid": _("Enter a whole number of tokens, such as 500,000."),
-    }
-
-    def to_python(self, value):
-        if isinstance(value, str):
-            value = value.strip().replace(",", "").replace("_", "").replace(" ", "")
-        return super().to_python(value)
 
 
 class AmountField(forms.DecimalField):
@@ -405,9 +472,19 @@ class FloorCeilingForm(PolicyForm):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("ceiling_unlimited"):
-            # Unlimited wins over whatever is (or is not) in the ceiling box.
+            typed = (self.data.get(self.add_prefix("ceiling")) or "").strip()
             self.errors.pop("ceiling", None)
             cleaned["ceiling"] = None
+            if typed:
+                # Saving "unlimited" would silently drop the typed number.
+                self.add_error(
+                    "ceiling",
+                    _(
+                        "Either clear the ceiling or untick Unlimited: a ceiling "
+                        "of %(typed)s and no ceiling cannot both be saved."
+                    )
+                    % {"typed": typed[:40]},
+                )
         return cleaned
 
     def changes(self) -> dict:

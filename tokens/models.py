@@ -772,6 +772,8 @@ class TokenRequest(models.Model):
     )
     approved_amount = models.BigIntegerField(null=True, blank=True)
     admin_note = models.CharField(max_length=500, blank=True)
+    # Why the auto-approval rule left a request for an admin (a limit it reached).
+    hold_note = models.CharField(max_length=300, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -823,6 +825,11 @@ class AutoApprovalRule(models.Model):
     max_consumption_percent = models.DecimalField(
         max_digits=4, decimal_places=1, default=50
     )
+    # Limits per user, so that one member cannot drain the pool by filing request
+    # after request: tokens auto-approved per user and token type in a calendar
+    # month (UTC), and auto-approvals per user (any type) in any 24 hours.
+    max_per_user_month = models.BigIntegerField(default=1_000_000)
+    max_approvals_per_day = models.PositiveIntegerField(default=3)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -834,6 +841,14 @@ class AutoApprovalRule(models.Model):
                 condition=Q(max_consumption_percent__gte=0)
                 & Q(max_consumption_percent__lte=100),
                 name="autoapproval_percent_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_per_user_month__gte=1),
+                name="autoapproval_month_limit_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_approvals_per_day__gte=1),
+                name="autoapproval_daily_count_positive",
             ),
         ]
 

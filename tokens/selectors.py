@@ -259,6 +259,16 @@ def users_for_panel(org: Organization, period: dt.date | None = None):
     )
 
 
+def user_limits(org: Organization, user: User) -> dict[str, int]:
+    """The user's current limit per token type in ``org`` (0 where none was set)."""
+    limits = dict(
+        Allocation.objects.filter(user=user, organization=org).values_list(
+            "token_type", "limit"
+        )
+    )
+    return {t: limits.get(t, 0) for t in TYPES}
+
+
 def allocation_history(org: Organization, user: User):
     """The user's limit changes made in ``org`` (another organization's changes,
     their admins and notes, stay there)."""

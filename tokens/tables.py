@@ -45,7 +45,25 @@ def _nulls_low(queryset, field: str, descending: bool):
     return queryset.order_by(order, "email")
 
 
-class UserTable(tables.Table):
+class KnownSortTable(tables.Table):
+    """``?sort=`` may only name sortable columns of this table; anything else
+    (a typo, a dotted path, a 10 KB string) is ignored and the default order holds."""
+
+    @property
+    def order_by(self):
+        return tables.Table.order_by.fget(self)
+
+    @order_by.setter
+    def order_by(self, value):
+        names = value.split(",") if isinstance(value, str) else list(value or ())
+        known = {column.name for column in self.columns if column.orderable}
+        wanted = tuple(
+            n for n in names if isinstance(n, str) and n.lstrip("-") in known
+        )
+        tables.Table.order_by.fset(self, wanted or self._meta.order_by)
+
+
+class UserTable(KnownSortTable):
     """User Management (SPEC §5): every column sortable on the server."""
 
     select = tables.CheckBoxColumn(
@@ -200,7 +218,7 @@ def _with_query(url: str, org_query: str, **params) -> str:
     return f"{url}?{joined}" if joined else url
 
 
-class TokenRequestTable(tables.Table):
+class TokenRequestTable(KnownSortTable):
     """The Token Requests queue: sorted on the server by date, amount, user, type,
     current tokens and status; Approve / Deny on pending rows, the decision on the
     others."""
@@ -243,6 +261,10 @@ class TokenRequestTable(tables.Table):
         self.org_query, self.back = org_query, back
         super().__init__(*args, **kwargs)
 
+    def paginate(self, *args, per_page=None, **kwargs):
+        # One page size: ?per_page=-1 or 10**9 must neither fail nor load everything.
+        return super().paginate(*args, per_page=25, **kwargs)
+
     # Ties (same second, same amount) break on id so pages never overlap.
     def order_created_at(self, queryset, is_descending):
         sign = "-" if is_descending else ""
@@ -280,6 +302,12 @@ class TokenRequestTable(tables.Table):
                 '{} <span class="badge badge-info badge-plain">{}</span>',
                 badge,
                 _("auto"),
+            )
+        elif record.status == "pending" and record.hold_note:
+            badge = format_html(
+                '{} <span class="cell-secondary hold-note">{}</span>',
+                badge,
+                record.hold_note,
             )
         return badge
 

@@ -58,13 +58,21 @@ class ActivityView(ActivityMixin, TemplateView):
         filterset = self.filterset(tab)
         _filters, table_class, time_field = TABS[tab]
         valid = filterset.is_valid()
-        page = keyset.paginate(
-            filterset.qs if valid else filterset.queryset.none(),
-            time_field=time_field,
-            size=PAGE_SIZE,
-            after=self.request.GET.get("after"),
-            before=self.request.GET.get("before"),
-        )
+        rows = filterset.qs if valid else filterset.queryset.none()
+        try:
+            page = keyset.paginate(
+                rows,
+                time_field=time_field,
+                size=PAGE_SIZE,
+                after=self.request.GET.get("after"),
+                before=self.request.GET.get("before"),
+            )
+        except keyset.InvalidCursor:
+            messages.warning(
+                self.request,
+                _("That page does not exist (the link is damaged); here is the first."),
+            )
+            page = keyset.paginate(rows, time_field=time_field, size=PAGE_SIZE)
         query = self.request.GET.copy()
         for key in ("after", "before"):
             query.pop(key, None)

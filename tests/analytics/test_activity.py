@@ -279,4 +279,35 @@ def test_page_query_count_does_not_grow_with_rows(
 def test_keyset_cursor_roundtrip():
     moment = timezone.now()
     assert keyset.decode(keyset.encode(moment, 42)) == (moment, 42)
-    assert keyset.decode("nonsense") is None
+    assert keyset.decode("") is None
+    with pytest.raises(keyset.InvalidCursor):
+        keyset.decode("nonsense")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "2026-13-01T00:00:00_5",  # month 13 (was a 500: ValueError)
+        "2026-02-30T00:00:00_5",  # no such day
+        "2026-01-01T00:00:00+99:00_5",  # offset out of range
+        "0001-01-01T00:00:00+05:00_5",  # before year 1 in UTC
+        "9999-12-31T23:59:59-05:00_5",  # after year 9999 in UTC
+        "2026-01-01T00:00:00_9223372036854775808",  # id beyond 64 bits
+        "2026-01-01T00:00:00_٥",  # a digit of another script
+        "2026-01-01T00:00:00_",
+        "nonsense",
+        "\x00_1",
+    ],
+)
+@pytest.mark.parametrize("direction", ["after", "before"])
+@pytest.mark.parametrize("tab", ["usage", "audit"])
+def test_a_damaged_cursor_shows_the_first_page_with_a_message(
+    admin_client, usage, cursor, direction, tab
+):
+    response = admin_client.get(PAGE, {"tab": tab, direction: cursor})
+    assert response.status_code == 200
+    assert "That page does not exist" in response.content.decode()
+    first = admin_client.get(PAGE, {"tab": tab})
+    assert [r.pk for r in response.context["page"].rows] == [
+        r.pk for r in first.context["page"].rows
+    ]

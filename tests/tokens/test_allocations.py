@@ -9,6 +9,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from tests.factories import AdminFactory, UserFactory, fund, give
 from tokens import selectors
+from tokens.ledger import check_ledger
 from tokens.models import Allocation, AllocationChange, Purchase
 from tokens.services import (
     allocation_set_limit,
@@ -21,6 +22,7 @@ from tokens.services import (
     users_set_banned,
     users_set_paid,
 )
+from tokens.services.distribution import override_set, policy_update
 
 pytestmark = pytest.mark.django_db
 
@@ -215,11 +217,49 @@ def test_reactivate_restores_the_minimum_as_the_pool_allows(org, admin_user):
     user.refresh_from_db()
     assert user.is_paid
     assert limit(user) == 101_000  # 1,000 + what was left
-    assert limit(user, "embedding") == 200_000
+    # No saved policy: the Standard floor of 500,000 is granted where the pool can.
+    assert limit(user, "embedding") == 500_000
     event = AuditEvent.objects.filter(
         action=AuditEvent.Action.USER_PAID_CHANGED
     ).first()
-    assert "99,000 inference tokens short" in event.message
+    assert "399,000 inference tokens short of the floor" in event.message
+
+
+@pytest.mark.parametrize(
+    ("policy_floor", "override_floor", "expected"),
+    [
+        (200_000, None, 200_000),  # Conservative-like policy: the minimum
+        (300_000, None, 300_000),  # the policy's floor, above the minimum
+        (300_000, 450_000, 450_000),  # the user's own floor wins
+    ],
+)
+def test_reactivation_grants_the_floor_not_just_the_minimum(
+    org, admin_user, policy_floor, override_floor, expected
+):
+    """Defect: reactivation reset the limit to the platform minimum whatever the
+    organization's floor policy (it granted 200,000 in every case here)."""
+    fund(org, inference=4_000_000, embedding=4_000_000)
+    user = UserFactory(organization=org)
+    give(user, 600_000)
+    user_deactivate(actor=admin_user, user=user)
+    policy_update(
+        actor=admin_user,
+        organization=org,
+        changes={"floor_inference": policy_floor, "floor_embedding": policy_floor},
+    )
+    if override_floor is not None:
+        override_set(
+            actor=admin_user,
+            organization=org,
+            user=user,
+            floor=override_floor,
+            ceiling=None,
+            exempt_auto_increase=False,
+            exempt_reclamation=False,
+        )
+    user_reactivate(actor=admin_user, user=user)
+    assert (limit(user), limit(user, "embedding")) == (expected, expected)
+    assert check_ledger() == []
 
 
 def test_deactivating_twice_is_refused(org, admin_user):

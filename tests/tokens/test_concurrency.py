@@ -11,10 +11,18 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.services import service_key_create
-from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
+from tests.factories import (
+    AdminFactory,
+    AIModelFactory,
+    OrganizationFactory,
+    UserFactory,
+    fund,
+    give,
+)
 from tokens.ledger import check_ledger
-from tokens.models import Allocation, Hold, UsageCounter, UsageEvent
+from tokens.models import Allocation, Hold, TokenRequest, UsageCounter, UsageEvent
 from tokens.services import allocation_set_limit, metering
+from tokens.services.requests import auto_approval_rule_update, token_request_submit
 
 pytestmark = [
     pytest.mark.postgres,
@@ -152,4 +160,44 @@ def test_two_admins_setting_limits_at_once_cannot_over_allocate(setup):
         )
     )
     assert allocated == 9_600_000
+    assert check_ledger() == []
+
+
+def test_simultaneous_requests_of_one_user_never_pass_the_auto_approval_limits(setup):
+    """Issue 14, defect 11: 16 submissions of one user at once, with a rule allowing
+    2 auto-approvals a day. The limits are counted under the organization lock, so
+    exactly 2 are approved whatever the interleaving; the rest wait or are refused
+    (one pending request per type)."""
+    org, user, _key = setup
+    admin = AdminFactory(organization=org, email="boss@acme.example")
+    give(user, 300_000)
+    give(user, 300_000, "embedding")
+    auto_approval_rule_update(
+        actor=admin,
+        organization=org,
+        enabled=True,
+        max_amount=100_000,
+        max_consumption_percent=90,
+        max_per_user_month=10_000_000,
+        max_approvals_per_day=2,
+    )
+
+    def submit(i):
+        try:
+            request = token_request_submit(
+                user=user,
+                token_type=("inference", "embedding")[i % 2],
+                amount=10_000,
+                reason="race",
+            )
+        except ValidationError:
+            return "refused"
+        return request.status
+
+    outcomes = run_threads(16, submit)
+    assert outcomes.count("approved") == 2
+    approved = TokenRequest.objects.filter(user=user, auto_approved=True)
+    assert approved.count() == 2
+    held = TokenRequest.objects.filter(user=user, status="pending")
+    assert all("24 hours" in r.hold_note for r in held)
     assert check_ledger() == []

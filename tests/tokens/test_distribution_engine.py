@@ -477,12 +477,16 @@ def test_override_remove_is_audited_and_refused_when_there_is_none(acme, boss):
 
 
 OVERRIDE_ERRORS = [
-    ({"floor": -1}, "floor", "0 or more"),
+    ({"floor": -1}, "floor", "from the platform minimum of 200,000"),
+    ({"floor": 100}, "floor", "from the platform minimum of 200,000"),
+    ({"floor": 199_999}, "floor", "from the platform minimum of 200,000"),
+    ({"floor": 2**63}, "floor", "to 99,999,999,999,999"),
     ({"floor": "x"}, "floor", "whole number of tokens"),
-    ({"ceiling": -5}, "ceiling", "0 or more"),
+    ({"ceiling": -5}, "ceiling", "from 0 to 99,999,999,999,999"),
+    ({"ceiling": 2**63}, "ceiling", "from 0 to 99,999,999,999,999"),
     ({"floor": 500_000, "ceiling": 400_000}, "ceiling", "at least the floor"),
     ({"exempt_auto_increase": "yes"}, "exempt_auto_increase", "Choose yes or no."),
-    ({"floor": 1, "note": "x" * 501}, "note", "at most 500 characters"),
+    ({"floor": 200_000, "note": "x" * 501}, "note", "at most 500 characters"),
     ({}, "__all__", "An override needs a floor, a ceiling or an exemption"),
 ]
 
@@ -848,7 +852,9 @@ def test_reclamation_respects_the_override_floor(acme, boss, key, reclaiming):
 
 def test_reclamation_never_goes_below_the_platform_minimum(acme, boss, reclaiming):
     ann = person(acme, "ann@acme.example", inference=3_000_000, embedding=200_000)
-    override(acme, boss, ann, floor=50_000)
+    # Saved before overrides below the minimum were refused: the engine still
+    # never reclaims below the platform minimum.
+    UserOverride.objects.create(organization=acme, user=ann, floor=50_000)
     (change,) = engine.distribution_plan(organization=acme).changes
     assert change.new_limit == 200_000
     engine.distribution_run(actor=boss, organization=acme)

@@ -878,7 +878,8 @@ def test_auto_approval_fires_when_every_condition_holds(
     assert approved.actor is None
     assert approved.message == (
         "Auto-approved by the organization's rule: ≤ 100,000 tokens while "
-        "consumption < 50%."
+        "consumption < 50%; per user at most 1,000,000 tokens of a type a month "
+        "(UTC) and 3 approvals in 24 hours."
     )
     # No email to the admins; the user hears the decision.
     (email,) = mail.outbox
@@ -1010,6 +1011,8 @@ def test_admin_saves_the_rule(admin_client, team, admin_user):
             "enabled": "on",
             "max_amount": "250000",
             "max_consumption_percent": "62.5",
+            "max_per_user_month": "1000000",
+            "max_approvals_per_day": "3",
             "next": LIST + "?status=all",
         },
     )
@@ -1034,16 +1037,34 @@ def test_admin_saves_the_rule(admin_client, team, admin_user):
         "max_consumption_percent": 62.5,
     }
     page = text(admin_client.get(LIST))
-    assert "Auto-approval is on: ≤ 250,000 tokens while consumption < 62.5%." in page
+    assert (
+        "Auto-approval is on: ≤ 250,000 tokens while consumption < 62.5%; per "
+        "user at most 1,000,000 tokens of a type a month (UTC) and 3 approvals in "
+        "24 hours." in page
+    )
     # Saving the same values records nothing.
     admin_client.post(
         RULE,
-        {"enabled": "on", "max_amount": "250000", "max_consumption_percent": "62.5"},
+        {
+            "enabled": "on",
+            "max_amount": "250000",
+            "max_consumption_percent": "62.5",
+            "max_per_user_month": "1000000",
+            "max_approvals_per_day": "3",
+        },
     )
     assert events(Action.AUTO_APPROVAL_CHANGED).count() == 1
     assert "The auto-approval rule is unchanged." in text(admin_client.get(LIST))
     # Only the changed field is recorded.
-    admin_client.post(RULE, {"max_amount": "250000", "max_consumption_percent": "62.5"})
+    admin_client.post(
+        RULE,
+        {
+            "max_amount": "250000",
+            "max_consumption_percent": "62.5",
+            "max_per_user_month": "1000000",
+            "max_approvals_per_day": "3",
+        },
+    )
     latest = events(Action.AUTO_APPROVAL_CHANGED).first()
     assert (latest.before, latest.after) == ({"enabled": True}, {"enabled": False})
 
@@ -1074,7 +1095,8 @@ def test_admin_saves_the_rule(admin_client, team, admin_user):
         (
             {"max_consumption_percent": "-1"},
             "max_consumption_percent",
-            "The maximum consumption cannot be below 0%.",
+            "The maximum consumption must be at least 0.1%: at 0% no request "
+            "could ever be approved automatically.",
         ),
         (
             {"max_consumption_percent": "12.34"},
@@ -1084,17 +1106,23 @@ def test_admin_saves_the_rule(admin_client, team, admin_user):
         (
             {"max_consumption_percent": "half"},
             "max_consumption_percent",
-            "Enter the maximum consumption as a number from 0 to 100.",
+            "Enter the maximum consumption as a number from 0.1 to 100.",
         ),
         (
             {"max_consumption_percent": ""},
             "max_consumption_percent",
-            "Enter the maximum consumption, from 0 to 100%.",
+            "Enter the maximum consumption, from 0.1 to 100%.",
         ),
     ],
 )
 def test_rule_form_messages(admin_client, team, data, field, message):
-    post = {"enabled": "on", "max_amount": "1000", "max_consumption_percent": "50"}
+    post = {
+        "enabled": "on",
+        "max_amount": "1000",
+        "max_consumption_percent": "50",
+        "max_per_user_month": "1000000",
+        "max_approvals_per_day": "3",
+    }
     response = admin_client.post(RULE, {**post, **data})
     assert response.status_code == 400
     assert any(message in e for e in response.context["rule_form"].errors[field])
@@ -1117,10 +1145,11 @@ def test_rule_service_validates(admin_user, team):
             "Enter the maximum amount as a whole number of tokens, 1 or more."
         ],
         "max_consumption_percent": [
-            "Enter a percentage from 0 to 100, with at most one decimal place."
+            "Enter a percentage from 0.1 to 100, with at most one decimal place: "
+            "at 0% no request could ever be approved automatically."
         ],
     }
-    for percent in [0, 100, "0", Decimal("99.9")]:
+    for percent in [Decimal("0.1"), 100, "0.1", Decimal("99.9")]:
         rule_on(team, admin_user, percent=percent)
     assert AutoApprovalRule.objects.get().max_consumption_percent == Decimal("99.9")
 

@@ -377,10 +377,16 @@ def test_deactivate_and_reactivate(admin_client, team):
         ).count()
         == 1
     )
-    post_action(admin_client, "reactivate", ava)
+    response = post_action(admin_client, "reactivate", ava)
     ava.refresh_from_db()
     assert ava.is_paid
-    assert limit(ava) == 200_000
+    # The policy's floor (Standard: 500,000), not the platform minimum, and the
+    # message says what was granted.
+    assert limit(ava) == 500_000
+    assert (
+        f"{ava.email} reactivated: inference limit 500,000, embedding limit 500,000"
+        in response.content.decode()
+    )
 
 
 def test_ban_unban_and_refusals(admin_client, admin_user, team):

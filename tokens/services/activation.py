@@ -170,6 +170,11 @@ def _limit_dict(limits: dict[str, int]) -> dict[str, int]:
 
 # --- the intake ------------------------------------------------------------------
 
+# Longest free text accepted (TextFields in the model; the limits are here).
+BILLING_ADDRESS_MAX = 500
+OTHER_INFORMATION_MAX = 2_000
+EMAIL_LIST_MAX = 200_000  # some 5,000 addresses
+
 
 def enterprise_request_submit(
     *,
@@ -200,6 +205,21 @@ def enterprise_request_submit(
         add("organization_name", _("Keep the name to 200 characters or fewer."))
     if not billing_address:
         add("billing_address", _("Enter the billing address."))
+    elif len(billing_address) > BILLING_ADDRESS_MAX:
+        add(
+            "billing_address",
+            _("Keep the billing address to %(max)s characters or fewer (it has %(n)s).")
+            % {"max": fmt(BILLING_ADDRESS_MAX), "n": fmt(len(billing_address))},
+        )
+    if len(other_information or "") > OTHER_INFORMATION_MAX:
+        add(
+            "other_information",
+            _(
+                "Keep the other information to %(max)s characters or fewer (it has "
+                "%(n)s)."
+            )
+            % {"max": fmt(OTHER_INFORMATION_MAX), "n": fmt(len(other_information))},
+        )
 
     for field, emails in (("user_emails", users), ("admin_emails", admins)):
         invalid = _invalid_emails(emails)

@@ -196,6 +196,10 @@ def limits_of(user: User, allocations) -> dict[str, int]:
     return {t: allocations[(user.pk, t)].limit for t in TYPES}
 
 
+# Longest purchase comment (a TextField; the limit is here and in the staff form).
+PURCHASE_COMMENT_MAX = 2_000
+
+
 def purchase_record(
     *,
     actor: User | None,
@@ -226,6 +230,10 @@ def purchase_record(
     starts_on = starts_on or timezone.localdate()
     if expires_on is not None and expires_on < starts_on:
         errors["expires_on"] = _("A purchase cannot expire before it starts.")
+    if len(comment or "") > PURCHASE_COMMENT_MAX:
+        errors["comment"] = _(
+            "Keep the comment to %(max)s characters or fewer (it has %(n)s)."
+        ) % {"max": fmt(PURCHASE_COMMENT_MAX), "n": fmt(len(comment))}
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -388,6 +396,10 @@ def _set_paid(
                 if grant < wanted:
                     short[t] = wanted - grant
             plans[user.pk] = (before, after, short)
+        if paid:
+            # The platform minimum first for everyone, then up to each user's floor
+            # (override or policy) as far as the pool still allows.
+            _top_up_to_floors(organization, locked, plans, free)
         if paid and not partial:
             for t in TYPES:
                 if free[t] < 0:
@@ -412,7 +424,7 @@ def _set_paid(
                 before={"is_paid": not paid, **_limit_dict(before)},
                 after={"is_paid": paid, **_limit_dict(after)},
                 message="; ".join(
-                    _("%(n)s %(type)s tokens short of the minimum: pool exhausted")
+                    _("%(n)s %(type)s tokens short of the floor: pool exhausted")
                     % {"n": fmt(n), "type": type_label(t)}
                     for t, n in short.items()
                 ),
@@ -430,6 +442,23 @@ def _set_paid(
     return locked
 
 
+def _top_up_to_floors(organization, users, plans, free) -> None:
+    # Imported here: the distribution engine builds on this module.
+    from tokens.services.distribution.runs import floors_for
+
+    floors = floors_for(organization, users)
+    for user in users:
+        _before, after, short = plans[user.pk]
+        for t in TYPES:
+            extra = max(0, floors[user.pk][t] - after[t])
+            grant = min(extra, max(0, free[t]))
+            free[t] -= grant
+            after[t] += grant
+            if after[t] < floors[user.pk][t]:
+                # What the floor still lacks (the minimum's shortfall included).
+                short[t] = floors[user.pk][t] - after[t]
+
+
 def user_deactivate(*, actor: User | None, user: User) -> User:
     """Paid off (SPEC §2): limits → DISABLED_USER_TOKENS, the rest back to the pool."""
     if not _set_paid(
@@ -445,7 +474,8 @@ def user_deactivate(*, actor: User | None, user: User) -> User:
 
 
 def user_reactivate(*, actor: User | None, user: User) -> User:
-    """Paid on: limits back to at least the minimum, as far as the pool allows."""
+    """Paid on: limits back to the user's floor (override, else the policy's, never
+    below the platform minimum), as far as the pool allows."""
     if not _set_paid(
         actor=actor,
         organization=user.organization,

@@ -6,7 +6,9 @@ Locks: a decision locks the request row first (approve then takes the organizati
 row and the user's allocations, in DESIGN §5's order), so two admins deciding the same
 request queue on that row and the second finds it decided and is told by whom. A
 submission that may be auto-approved locks the organization, then the allocations, and
-only inserts the request. Emails go out after commit.
+only inserts the request; the rule's per-user limits (tokens a month, approvals in
+24 hours) are counted under that organization lock, so simultaneous submissions are
+counted one after the other. Emails go out after commit.
 """
 
 import datetime as dt
@@ -15,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -49,6 +52,8 @@ NOTE_MAX = 500
 AUTO_APPROVED_NOTE = "auto-approved"
 # Far above any pool; keeps absurd numbers out of the BigIntegerField.
 AMOUNT_CEILING = 10**15
+# Auto-approvals per user in 24 hours: beyond this the rule is no limit at all.
+MAX_APPROVALS_PER_DAY = 1_000
 
 
 def _is_whole(value) -> bool:
@@ -84,9 +89,14 @@ def _percent(used: int, pool: int) -> Decimal:
 
 def rule_description(rule: AutoApprovalRule) -> str:
     """The rule in one line, as the audit trail and the queue page name it."""
-    return _("≤ %(amount)s tokens while consumption < %(percent)s%%") % {
+    return _(
+        "≤ %(amount)s tokens while consumption < %(percent)s%%; per user at most "
+        "%(month)s tokens of a type a month (UTC) and %(count)s approvals in 24 hours"
+    ) % {
         "amount": fmt(rule.max_amount),
         "percent": _percent_text(rule.max_consumption_percent),
+        "month": fmt(rule.max_per_user_month),
+        "count": fmt(rule.max_approvals_per_day),
     }
 
 
@@ -230,6 +240,16 @@ def token_request_submit(
                 )
         except IntegrityError:
             raise _pending_refusal(token_type) from None
+        approve = may_auto and _rule_allows(
+            rule, organization, token_type, amount, summary
+        )
+        if approve:
+            # Read under the organization lock taken above, so two simultaneous
+            # submissions of one user cannot both pass under a limit.
+            request.hold_note = _limit_reached(rule, request)
+            if request.hold_note:
+                approve = False
+                request.save(update_fields=["hold_note"])
         audit.record(
             action=Action.REQUEST_SUBMITTED,
             actor=user,
@@ -240,9 +260,10 @@ def token_request_submit(
                 "amount": amount,
                 f"{token_type}_limit": limit,
                 "reason": reason,
+                **({"held_back": request.hold_note} if request.hold_note else {}),
             },
         )
-        if may_auto and _rule_allows(rule, organization, token_type, amount, summary):
+        if approve:
             _auto_approve(request, rule, allocations)
             transaction.on_commit(lambda: _email_decision(request.pk), robust=True)
         else:
@@ -256,6 +277,48 @@ def _rule_allows(rule, organization, token_type, amount, summary) -> bool:
     if _percent(summary.used, summary.pool) >= rule.max_consumption_percent:
         return False
     return amount <= unallocated(organization, token_type)
+
+
+def _limit_reached(rule: AutoApprovalRule, request: TokenRequest) -> str:
+    """Which of the rule's per-user limits keeps ``request`` for an admin (a note
+    for the queue), or "" when none does: at most ``max_approvals_per_day``
+    auto-approvals of the user in the last 24 hours (any type), and at most
+    ``max_per_user_month`` tokens of the type auto-approved this calendar month
+    (UTC), this request included. Counted within the organization."""
+    now = timezone.now()
+    approved = TokenRequest.objects.filter(
+        organization_id=request.organization_id,
+        user_id=request.user_id,
+        status=Status.APPROVED,
+        auto_approved=True,
+    )
+    recent = approved.filter(decided_at__gt=now - dt.timedelta(hours=24)).count()
+    if recent >= rule.max_approvals_per_day:
+        return _(
+            "Held for an admin: %(n)s requests of this user were auto-approved in "
+            "the last 24 hours (the rule allows %(max)s)."
+        ) % {"n": fmt(recent), "max": fmt(rule.max_approvals_per_day)}
+    month_start = now.astimezone(dt.UTC).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    this_month = (
+        approved.filter(
+            token_type=request.token_type, decided_at__gte=month_start
+        ).aggregate(total=Sum("approved_amount"))["total"]
+        or 0
+    )
+    if this_month + request.amount > rule.max_per_user_month:
+        return _(
+            "Held for an admin: %(done)s %(type)s tokens were already auto-approved "
+            "for this user this month; with %(amount)s more it would pass the "
+            "rule's %(max)s a month."
+        ) % {
+            "done": fmt(this_month),
+            "type": type_label(request.token_type),
+            "amount": fmt(request.amount),
+            "max": fmt(rule.max_per_user_month),
+        }
+    return ""
 
 
 def _auto_approve(
@@ -419,7 +482,11 @@ def token_request_deny(
 
 
 def _check_percent(value) -> Decimal:
-    message = _("Enter a percentage from 0 to 100, with at most one decimal place.")
+    # 0% would be a rule that can never fire (consumption is never below 0%).
+    message = _(
+        "Enter a percentage from 0.1 to 100, with at most one decimal place: at "
+        "0% no request could ever be approved automatically."
+    )
     if isinstance(value, bool) or value is None:
         raise ValidationError({"max_consumption_percent": message})
     try:
@@ -428,7 +495,7 @@ def _check_percent(value) -> Decimal:
         raise ValidationError({"max_consumption_percent": message}) from None
     if (
         not percent.is_finite()
-        or percent < 0
+        or percent <= 0
         or percent > 100
         or percent != percent.quantize(Decimal("0.1"))
     ):
@@ -443,15 +510,33 @@ def auto_approval_rule_update(
     enabled: bool,
     max_amount: int,
     max_consumption_percent,
+    max_per_user_month: int | None = None,
+    max_approvals_per_day: int | None = None,
 ) -> AutoApprovalRule:
     """Save the organization's auto-approval rule (created on first save); one
-    audit event with the fields that changed, none when nothing did."""
+    audit event with the fields that changed, none when nothing did. A per-user
+    limit given as None keeps its current value."""
     ensure_can_manage(actor, organization)
     errors = {}
     if not _is_whole(max_amount) or max_amount < 1 or max_amount > AMOUNT_CEILING:
         errors["max_amount"] = _(
             "Enter the maximum amount as a whole number of tokens, 1 or more."
         )
+    if max_per_user_month is not None and (
+        not _is_whole(max_per_user_month)
+        or not 1 <= max_per_user_month <= AMOUNT_CEILING
+    ):
+        errors["max_per_user_month"] = _(
+            "Enter the monthly maximum per user as a whole number of tokens, 1 or more."
+        )
+    if max_approvals_per_day is not None and (
+        not _is_whole(max_approvals_per_day)
+        or not 1 <= max_approvals_per_day <= MAX_APPROVALS_PER_DAY
+    ):
+        errors["max_approvals_per_day"] = _(
+            "Enter the number of auto-approvals per user in 24 hours, from 1 to "
+            "%(max)s."
+        ) % {"max": MAX_APPROVALS_PER_DAY}
     try:
         percent = _check_percent(max_consumption_percent)
     except ValidationError as error:
@@ -468,6 +553,16 @@ def auto_approval_rule_update(
             "enabled": bool(enabled),
             "max_amount": max_amount,
             "max_consumption_percent": percent,
+            "max_per_user_month": (
+                rule.max_per_user_month
+                if max_per_user_month is None
+                else max_per_user_month
+            ),
+            "max_approvals_per_day": (
+                rule.max_approvals_per_day
+                if max_approvals_per_day is None
+                else max_approvals_per_day
+            ),
         }
         changed = {
             field: value

@@ -6,13 +6,13 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 from django_tables2 import SingleTableMixin
 
 from accounts.access import PanelAccessMixin
+from asksage_admin.lib.next_url import safe_next
 from tokens import selectors
 from tokens.forms import ApproveForm, AutoApprovalForm, DenyForm, TokenRequestForm
 from tokens.models import TokenRequest
@@ -48,12 +48,7 @@ class RequestsPanelMixin(PanelAccessMixin):
 
     def back_url(self) -> str:
         """Where to go after a decision: the queue page the admin came from."""
-        target = self.request.POST.get("next") or self.request.GET.get("next") or ""
-        if target and url_has_allowed_host_and_scheme(
-            target, allowed_hosts={self.request.get_host()}
-        ):
-            return target
-        return self.list_url()
+        return safe_next(self.request, self.list_url())
 
     def get_request(self, pk: int) -> TokenRequest:
         """The org's request or 404: another organization's request does not exist
@@ -124,6 +119,8 @@ class RequestListView(RequestsPanelMixin, SingleTableMixin, TemplateView):
                     "enabled": rule.enabled,
                     "max_amount": rule.max_amount,
                     "max_consumption_percent": rule.max_consumption_percent,
+                    "max_per_user_month": rule.max_per_user_month,
+                    "max_approvals_per_day": rule.max_approvals_per_day,
                 }
             ),
         )
@@ -148,11 +145,19 @@ class AutoApprovalUpdateView(RequestListView):
                     enabled=data["enabled"],
                     max_amount=data["max_amount"],
                     max_consumption_percent=data["max_consumption_percent"],
+                    max_per_user_month=data["max_per_user_month"],
+                    max_approvals_per_day=data["max_approvals_per_day"],
                 )
             except ValidationError as error:
                 form.add_error(None, error)
             else:
-                fields = ("enabled", "max_amount", "max_consumption_percent")
+                fields = (
+                    "enabled",
+                    "max_amount",
+                    "max_consumption_percent",
+                    "max_per_user_month",
+                    "max_approvals_per_day",
+                )
                 if all(getattr(before, f) == getattr(rule, f) for f in fields):
                     messages.info(request, _("The auto-approval rule is unchanged."))
                 elif rule.enabled:

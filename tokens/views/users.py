@@ -16,7 +16,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views import View
@@ -27,6 +26,7 @@ from django_tables2 import SingleTableMixin
 from accounts.access import PanelAccessMixin
 from accounts.services import data_export_record, user_has_mfa, user_mark_verified
 from asksage_admin.lib.csv import csv_response
+from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
 from tokens.filtersets import UserFilterSet
 from tokens.forms import BulkActionForm, LimitForm
@@ -45,12 +45,7 @@ class UsersPanelMixin(PanelAccessMixin):
         return get_object_or_404(selectors.users_in(self.org), pk=pk)
 
     def back_url(self, default: str) -> str:
-        target = self.request.POST.get("next") or self.request.GET.get("next") or ""
-        if target and url_has_allowed_host_and_scheme(
-            target, allowed_hosts={self.request.get_host()}
-        ):
-            return target
-        return default
+        return safe_next(self.request, default)
 
 
 class UserListView(UsersPanelMixin, SingleTableMixin, FilterView):
@@ -276,18 +271,38 @@ class UserActionView(UsersPanelMixin, View):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            messages.success(request, self.done % {"user": member.email})
+            messages.success(request, self.message(member))
         return redirect(self.back_url(self.org_url("tokens:user_detail", pk=pk)))
 
+    def message(self, member) -> str:
+        return self.done % {"user": member.email}
 
-def _action(service, done):
-    return UserActionView.as_view(service=service, done=done)
+
+class UserReactivateView(UserActionView):
+    """Reactivation says what it granted: the floor, or less when the pool is short."""
+
+    def message(self, member) -> str:
+        limits = selectors.user_limits(self.org, member)
+        return _(
+            "%(user)s reactivated: inference limit %(inference)s, embedding limit "
+            "%(embedding)s (the user's floor, as far as the unallocated pool allows)."
+        ) % {
+            "user": member.email,
+            "inference": fmt(limits["inference"]),
+            "embedding": fmt(limits["embedding"]),
+        }
+
+
+def _action(service, done, view=UserActionView):
+    return view.as_view(service=service, done=done)
 
 
 user_deactivate = _action(
     services.user_deactivate, _("%(user)s deactivated: limits set to the minimum.")
 )
-user_reactivate = _action(services.user_reactivate, _("%(user)s reactivated."))
+user_reactivate = _action(
+    services.user_reactivate, _("%(user)s reactivated."), view=UserReactivateView
+)
 user_ban = _action(services.user_ban, _("%(user)s banned."))
 user_unban = _action(services.user_unban, _("%(user)s unbanned."))
 user_verify = _action(user_mark_verified, _("%(user)s marked as verified."))

@@ -9,8 +9,9 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.models import Organization, User
 from tokens.models import UserOverride
-from tokens.services.allocations import ensure_can_manage, fmt, lock_organization
-from tokens.services.distribution._common import Action, _is_int
+from tokens.services.allocations import ensure_can_manage, lock_organization
+from tokens.services.distribution._common import Action
+from tokens.services.distribution.validation import override_amount_errors
 
 
 def _override_state(override: UserOverride | None) -> dict:
@@ -42,26 +43,7 @@ def override_set(
     errors: dict[str, str] = {}
     if user.organization_id != organization.pk:
         errors[NON_FIELD_ERRORS] = _("This user is not in this organization.")
-    if floor is not None and (not _is_int(floor) or floor < 0):
-        errors["floor"] = _(
-            "The floor must be a whole number of tokens, 0 or more, or empty to "
-            "use the policy's floor."
-        )
-    if ceiling is not None and (not _is_int(ceiling) or ceiling < 0):
-        errors["ceiling"] = _(
-            "The ceiling must be a whole number of tokens, 0 or more, or empty to "
-            "use the policy's ceiling."
-        )
-    if (
-        "floor" not in errors
-        and "ceiling" not in errors
-        and floor is not None
-        and ceiling is not None
-        and ceiling < floor
-    ):
-        errors["ceiling"] = _(
-            "The ceiling (%(ceiling)s) must be at least the floor (%(floor)s)."
-        ) % {"ceiling": fmt(ceiling), "floor": fmt(floor)}
+    errors.update(override_amount_errors(floor=floor, ceiling=ceiling))
     for name, value in (
         ("exempt_auto_increase", exempt_auto_increase),
         ("exempt_reclamation", exempt_reclamation),

@@ -53,6 +53,21 @@ def _floor(policy, override, token_type: str) -> int:
     return max(floor, settings.MIN_USER_TOKENS)
 
 
+def floors_for(organization: Organization, users: list[User]) -> dict[int, dict]:
+    """Each user's floor per token type (override, else policy, never below the
+    platform minimum): what a reactivation grants, as far as the pool allows."""
+    policy = _policy_for_read(organization)
+    overrides = {
+        o.user_id: o
+        for o in UserOverride.objects.filter(
+            organization=organization, user_id__in=[u.pk for u in users]
+        )
+    }
+    return {
+        u.pk: {t: _floor(policy, overrides.get(u.pk), t) for t in TYPES} for u in users
+    }
+
+
 def _round_up_1000(n: int) -> int:
     return -(-n // 1000) * 1000
 

@@ -29,6 +29,33 @@ def _clean_whole(value, low: int, high: int | None, message: str, errors, field)
     return value
 
 
+def override_amount_errors(*, floor, ceiling) -> dict[str, str]:
+    """A per-user override's floor and ceiling (None = the policy's): the floor is
+    at least the platform minimum, like the policy's floors; both are whole numbers
+    of tokens within ``_MAX_TOKENS``; the ceiling is at least the floor."""
+    errors: dict[str, str] = {}
+    minimum = settings.MIN_USER_TOKENS
+    if floor is not None and (
+        not _is_int(floor) or floor < minimum or floor > _MAX_TOKENS
+    ):
+        errors["floor"] = _(
+            "The floor must be a whole number of tokens from the platform minimum "
+            "of %(min)s to %(max)s, or empty to use the policy's floor."
+        ) % {"min": fmt(minimum), "max": fmt(_MAX_TOKENS)}
+    if ceiling is not None and (
+        not _is_int(ceiling) or ceiling < 0 or ceiling > _MAX_TOKENS
+    ):
+        errors["ceiling"] = _(
+            "The ceiling must be a whole number of tokens from 0 to %(max)s, or "
+            "empty to use the policy's ceiling."
+        ) % {"max": fmt(_MAX_TOKENS)}
+    if not errors and floor is not None and ceiling is not None and ceiling < floor:
+        errors["ceiling"] = _(
+            "The ceiling (%(ceiling)s) must be at least the floor (%(floor)s)."
+        ) % {"ceiling": fmt(ceiling), "floor": fmt(floor)}
+    return errors
+
+
 def _clean_percentages(value, field: str, errors: dict, *, low, high, message):
     if not isinstance(value, list | tuple) or not all(_is_number(v) for v in value):
         errors[field] = _("Enter a list of percentages.")
