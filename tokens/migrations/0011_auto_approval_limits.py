@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0006_audit_activity_pruned'),
-        ('tokens', '0008_drop_redundant_indexes'),
+        ('tokens', '0010_event_id_per_scope'),
     ]
 
     operations = [
