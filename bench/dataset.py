@@ -149,7 +149,7 @@ def build(spec: Scale) -> Context:
 
     from accounts.models import Organization, User
     from accounts.services import service_key_create
-    from tokens.models import AIModel, DistributionPolicy
+    from tokens.models import ORG_DAILY_STRIPES, AIModel, DistributionPolicy
     from tokens.services.distribution import PRESETS, override_set
 
     began = time.monotonic()
@@ -503,11 +503,12 @@ def build(spec: Scale) -> Context:
             "organization daily usage",
             """
             INSERT INTO tokens_orgdailyusage (organization_id, model_id, token_type,
-                day, tokens, events)
-            SELECT organization_id, model_id, token_type, day, sum(tokens),
-                sum(events)
-            FROM tokens_dailyusage GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                day, stripe, tokens, events)
+            SELECT organization_id, model_id, token_type, day,
+                user_id %% %(stripes)s, sum(tokens), sum(events)
+            FROM tokens_dailyusage GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 4, 3, 2, 5
             """,
+            {"stripes": ORG_DAILY_STRIPES},
         )
         step(
             "monthly usage",

@@ -463,13 +463,16 @@ def _from_day_number(value) -> str:
 
 def _check_org_daily(organization: Organization | None) -> list[str]:
     keys = ["k_org", "k_model", "k_type", "k_day"]
-    rollup = _scoped(OrgDailyUsage.objects.all(), organization).values(
-        k_org=F("organization_id"),
-        k_model=F("model_id"),
-        k_type=F("token_type"),
-        k_day=F("day"),
-        v_0=F("tokens"),
-        v_1=F("events"),
+    rollup = (
+        _scoped(OrgDailyUsage.objects.all(), organization)
+        .order_by()
+        .values(
+            k_org=F("organization_id"),
+            k_model=F("model_id"),
+            k_type=F("token_type"),
+            k_day=F("day"),
+        )
+        .annotate(v_0=Sum("tokens"), v_1=Sum("events"))
     )
     daily = (
         _scoped(Daily.objects.all(), organization)

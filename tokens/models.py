@@ -440,11 +440,20 @@ class DailyUsage(models.Model):
         return f"{self.user} · {self.model_id} · {self.day}"
 
 
+# Stripes of the organization-level daily rollup: a usage transaction adds to the
+# row of its user's stripe (user id modulo this), so the organization's concurrent
+# calls spread over this many rows instead of queueing on one; readers add the
+# stripes up. Changing it needs no migration (rows of any stripe add up the same).
+ORG_DAILY_STRIPES = 16
+
+
 class OrgDailyUsage(models.Model):
-    """Usage per organization, model, type and day (UTC): ``DailyUsage`` without the
-    user, kept in the same transaction as the events. Token Statistics reads its
-    organization-wide figures here (used, the daily chart, the monthly trend, usage
-    by model): a few rows per day instead of one per user."""
+    """Usage per organization, model, type and day (UTC), in ``ORG_DAILY_STRIPES``
+    stripes: ``DailyUsage`` without the user, kept in the same transaction as the
+    events. Token Statistics reads its organization-wide figures here (used, the
+    daily chart, the monthly trend, usage by model) and the gateway's balance the
+    organization's month: a few rows per day (at most the stripes per model and
+    type) instead of one per user. Only sums of it mean anything."""
 
     # No index of its own: the unique key's index starts with it.
     organization = models.ForeignKey(
@@ -453,14 +462,16 @@ class OrgDailyUsage(models.Model):
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="+")
     token_type = models.CharField(max_length=10, choices=TokenType.choices)
     day = models.DateField()
+    stripe = models.PositiveSmallIntegerField(default=0)
     tokens = models.BigIntegerField(default=0)
     events = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
+            # Every reader filters an organization's range of days.
             models.UniqueConstraint(
-                fields=["organization", "model", "token_type", "day"],
-                name="orgdailyusage_key_unique",
+                fields=["organization", "day", "token_type", "model", "stripe"],
+                name="orgdailyusage_striped_key_unique",
             ),
             models.CheckConstraint(
                 condition=Q(tokens__gte=0) & Q(events__gte=0),

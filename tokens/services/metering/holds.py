@@ -7,14 +7,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from accounts.emails import canonical_email
 from accounts.models import ServiceKey
-from asksage_admin.lib.periods import label, period_of
+from asksage_admin.lib.periods import label, next_period, period_of
 from tokens.locks import lock_holds
-from tokens.models import Allocation, Hold, UsageCounter
+from tokens.models import Allocation, Hold, OrgDailyUsage, UsageCounter
 from tokens.services.metering._common import (
     MeteringError,
     resolve_model,
@@ -267,6 +267,9 @@ def holds_expire(*, now: dt.datetime | None = None) -> int:
 
 
 def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, Any]:
+    """The user's month (limit, used, held) and what is left of the organization's
+    pool: the pool less the month's usage (the organization's daily rollup: a few
+    rows per day) and its open holds. No read grows with the organization."""
     from tokens.selectors import pools
 
     user = resolve_user(key, user_email)
@@ -276,27 +279,36 @@ def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, A
         UsageCounter.objects.filter(
             organization_id=org_id, user=user, token_type=token_type, period=period
         )
-        .values("used", "held")
+        .annotate(limit=_limit_subquery())
+        .values("limit", "used", "held")
         .first()
-    ) or {"used": 0, "held": 0}
-    limit = (
-        Allocation.objects.filter(
+    ) or {
+        "limit": Allocation.objects.filter(
             organization_id=org_id, user=user, token_type=token_type
         )
         .values_list("limit", flat=True)
         .first()
-    ) or 0
-    org_usage = UsageCounter.objects.filter(
-        organization_id=user.organization_id, token_type=token_type, period=period
-    ).values_list("used", "held")
-    org_spent = sum(u + h for u, h in org_usage)
+    }
+    limit, used, held = (row.get(k) or 0 for k in ("limit", "used", "held"))
+    org_used = OrgDailyUsage.objects.filter(
+        organization_id=org_id,
+        day__gte=period,
+        day__lt=next_period(period),
+        token_type=token_type,
+    ).aggregate(total=Sum("tokens"))["total"]
+    org_held = Hold.objects.filter(
+        status=Hold.Status.OPEN,
+        organization_id=org_id,
+        token_type=token_type,
+        period=period,
+    ).aggregate(total=Sum("tokens"))["total"]
     pool = pools(user.organization, period)[token_type]
     return {
         "period": label(period),
         "limit": limit,
-        "used": row["used"],
-        "held": row["held"],
-        "remaining": max(0, limit - row["used"] - row["held"]),
-        "overage": max(0, row["used"] + row["held"] - limit),
-        "org_remaining": max(0, pool - org_spent),
+        "used": used,
+        "held": held,
+        "remaining": max(0, limit - used - held),
+        "overage": max(0, used + held - limit),
+        "org_remaining": max(0, pool - (org_used or 0) - (org_held or 0)),
     }

@@ -14,6 +14,7 @@ from accounts.models import ServiceKey, User
 from asksage_admin.lib.periods import period_of
 from tokens.locks import LockFirst, lock_holds
 from tokens.models import (
+    ORG_DAILY_STRIPES,
     AIModel,
     DailyUsage,
     Hold,
@@ -294,7 +295,7 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
 
 def _add_rollups(recorded: list[_Event]) -> None:
     """The organization-level rollups for the events this batch wrote: usage per
-    organization, model, type and day, and per organization, user and month (one
+    organization, model, type, day and stripe, and per organization, user and month (one
     row: each type's tokens, events and last day with usage, and their totals),
     keyed by the organization the event is recorded under."""
     if not recorded:
@@ -305,7 +306,8 @@ def _add_rollups(recorded: list[_Event]) -> None:
     monthly: dict[tuple, dict] = {}
     for ev in recorded:
         org, day = ev.organization_id, ev.day
-        cell = org_daily[(org, ev.model.pk, ev.token_type, day)]
+        stripe = ev.user.pk % ORG_DAILY_STRIPES
+        cell = org_daily[(org, day, ev.token_type, ev.model.pk, stripe)]
         cell["tokens"] += ev.charge
         cell["events"] += 1
         cell = monthly.setdefault(
@@ -330,11 +332,12 @@ def _add_rollups(recorded: list[_Event]) -> None:
         by_organization=True,
         greatest=("last_day", "inference_last_day", "embedding_last_day"),
     )
-    # Last: every batch of the organization writes these rows, so they stay locked
-    # only until the commit.
+    # Last, and striped by user: the batches of the organization's other users
+    # write other rows (unless they share a stripe), each locked only until the
+    # commit.
     _case_update(
         OrgDailyUsage,
-        ("model_id", "token_type", "day"),
+        ("day", "token_type", "model_id", "stripe"),
         org_daily,
         by_organization=True,
     )
