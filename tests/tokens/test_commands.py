@@ -21,6 +21,7 @@ from tests.factories import AIModelFactory, UserFactory, fund, give
 from tests.tokens.test_ledger import build_world
 from tokens.management.commands import import_usage
 from tokens.models import (
+    ORG_DAILY_STRIPES,
     Allocation,
     AllocationChange,
     DailyUsage,
@@ -96,7 +97,11 @@ def _miscount_daily(world):
     # with it, so only invariant 5 breaks.
     row = DailyUsage.objects.get(user=world.admin)
     OrgDailyUsage.objects.filter(
-        organization=row.organization_id, model=row.model_id, day=row.day
+        organization=row.organization_id,
+        model=row.model_id,
+        token_type=row.token_type,
+        day=row.day,
+        stripe=world.admin.pk % ORG_DAILY_STRIPES,
     ).update(events=F("events") + 1)
     MonthlyUsage.objects.filter(user=world.admin).update(
         inference_events=F("inference_events") + 1, events=F("events") + 1

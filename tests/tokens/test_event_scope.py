@@ -81,8 +81,8 @@ def test_duplicates_and_conflicts_are_within_one_scope(tenants):
     assert statuses(gateway, event(ann, 50)) == [("duplicate", None)]
     assert statuses(gateway, event(ann, 51)) == [("rejected", "conflict")]
     # Another organization's key is refused for A's user, without learning that
-    # A has an X (forbidden, never duplicate or conflict).
-    assert statuses(b_key, event(ann, 10)) == [("rejected", "forbidden")]
+    # A has an X (an unknown user to it, never duplicate or conflict).
+    assert statuses(b_key, event(ann, 10)) == [("rejected", "unknown_user")]
     assert UsageEvent.objects.count() == 2
     assert check_ledger() == []
 
