@@ -17,14 +17,15 @@ from tests.factories import AIModelFactory, UserFactory, fund, give
 
 pytestmark = pytest.mark.django_db
 
-# authorize: key, existing hold?, user, model, hold INSERT, counter UPDATE.
+# authorize: key, existing hold?, user with the model and the allowed-models check,
+# hold INSERT, counter UPDATE.
 # usage of one event settling its hold: key, users, models, hold (locked), event
-# INSERT, hold settled, counter upsert, held released, daily, auto-increase
-# candidates, monthly, organization daily (striped).
+# INSERT, hold settled, counter (used added, held released in one UPDATE), daily,
+# auto-increase candidates, monthly, organization daily (striped).
 # balance: key, user, counter with limit, organization's month (rollup), its open
 # holds, pool.
-# release: key, hold (locked), hold released, counter upsert, held released.
-EXPECTED = {"authorize": 6, "usage": 12, "balance": 6, "release": 5}
+# release: key, hold (locked), hold released, counter.
+EXPECTED = {"authorize": 5, "usage": 11, "balance": 6, "release": 4}
 
 
 def _work(statements) -> int:

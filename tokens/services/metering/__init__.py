@@ -47,9 +47,8 @@ from tokens.services.metering._common import (
     TYPES,
     MeteringError,
     ServiceUnavailable,
-    allowed_model_ids,
-    resolve_model,
     resolve_user,
+    resolve_user_and_model,
     with_retries,
 )
 from tokens.services.metering.events import UsageResult, digest_of
@@ -73,14 +72,13 @@ __all__ = [
     "MeteringError",
     "ServiceUnavailable",
     "UsageResult",
-    "allowed_model_ids",
     "authorize",
     "balance",
     "digest_of",
     "hold_release",
     "holds_expire",
-    "resolve_model",
     "resolve_user",
+    "resolve_user_and_model",
     "usage_record",
     "with_retries",
 ]

@@ -6,7 +6,7 @@ from functools import wraps
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, OperationalError
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 
 from accounts.emails import canonical_email
 from accounts.models import ServiceKey, User
@@ -113,43 +113,34 @@ def resolve_user(key: ServiceKey, email: str) -> User:
     return user
 
 
-def _model_refusal(model: AIModel | None, key: str, allowed: set[int] | None):
-    if model is None or not model.is_active:
-        return MeteringError(404, "unknown_model", f"No active model {key!r}.")
-    if allowed and model.pk not in allowed:
-        return MeteringError(
-            403,
-            "model_not_allowed",
-            f"Model {key!r} is not allowed for this organization.",
-        )
-    return None
-
-
-def allowed_model_ids(org_id: int) -> set[int]:
-    """The org's allowed models; empty means all."""
-    return set(
-        AIModel.allowed_for.through.objects.filter(organization_id=org_id).values_list(
-            "aimodel_id", flat=True
-        )
+def resolve_user_and_model(key: ServiceKey, email: str, model_key: str):
+    """The user and the model (its id) of an authorization, in one query: the
+    user with the model's id, whether it is active, and the organization's
+    allowed-models check (none listed = every model allowed). The user's refusals
+    come first, then the model's."""
+    model = AIModel.objects.filter(key=model_key)
+    allowed = AIModel.allowed_for.through.objects.filter(
+        organization_id=OuterRef("organization_id")
     )
-
-
-def resolve_model(key: str, org_id: int) -> AIModel:
-    """The model, with the organization's allowed-models check in the same query."""
-    allowed = AIModel.allowed_for.through.objects.filter(organization_id=org_id)
-    model = (
-        AIModel.objects.filter(key=key)
+    user = (
+        User.objects.select_related("organization")
+        .filter(email=canonical_email(email))
         .annotate(
+            model_pk=Subquery(model.filter(is_active=True).values("pk")[:1]),
             restricted=Exists(allowed),
-            permitted=Exists(allowed.filter(aimodel_id=OuterRef("pk"))),
+            permitted=Exists(allowed.filter(aimodel__key=model_key)),
         )
         .first()
     )
-    # The set _model_refusal expects: empty = every model is allowed.
-    allowed_ids: set[int] = set()
-    if model is not None and model.restricted:
-        allowed_ids = {model.pk} if model.permitted else {0}
-    refusal = _model_refusal(model, key, allowed_ids)
+    refusal = _user_refusal(key, user)
     if refusal:
         raise refusal
-    return model
+    if user.model_pk is None:
+        raise MeteringError(404, "unknown_model", f"No active model {model_key!r}.")
+    if user.restricted and not user.permitted:
+        raise MeteringError(
+            403,
+            "model_not_allowed",
+            f"Model {model_key!r} is not allowed for this organization.",
+        )
+    return user, user.model_pk

@@ -31,6 +31,9 @@ def _update_counters(
     order; then, when holds were closed, one UPDATE takes their tokens off ``held``
     (rows this transaction already locked)."""
     used, released = used or {}, released or {}
+    if released and used.keys() <= released.keys():
+        _settle_counters(used, released)
+        return
     rows: dict[tuple, dict[str, int]] = {}
     for key, n in [*used.items(), *((k, 0) for k in released)]:
         rows.setdefault(key, {"used": 0, "held": 0})["used"] += n
@@ -53,6 +56,28 @@ def _update_counters(
                     (n, o, u, t, _sql_value(p))
                     for (o, u, t, p), n in sorted(released.items())
                 ],
+            )
+
+
+def _settle_counters(used: dict[tuple, int], released: dict[tuple, int]) -> None:
+    """The gateway's common case: every counter to change has a hold being closed
+    on it, so every row exists (the hold was reserved on it). One UPDATE per row,
+    in key order, adds ``used`` and takes the hold's tokens off ``held`` (one
+    statement for a one-event settlement instead of an upsert and an UPDATE)."""
+    table = connection.ops.quote_name(UsageCounter._meta.db_table)
+    keys = sorted(released)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET used = used + %s, held = held - %s "  # noqa: S608
+            "WHERE organization_id = %s AND user_id = %s AND token_type = %s "
+            "AND period = %s",
+            [(used.get(k, 0), released[k], *k[:3], _sql_value(k[3])) for k in keys],
+        )
+        if cursor.rowcount != len(keys):
+            # A hold without its counter breaks invariant 4: refuse the whole
+            # transaction rather than lose the usage.
+            raise RuntimeError(
+                f"{len(keys) - cursor.rowcount} counter row(s) of closed holds missing"
             )
 
 

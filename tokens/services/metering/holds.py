@@ -17,8 +17,8 @@ from tokens.locks import lock_holds
 from tokens.models import Allocation, Hold, OrgDailyUsage, UsageCounter
 from tokens.services.metering._common import (
     MeteringError,
-    resolve_model,
     resolve_user,
+    resolve_user_and_model,
     with_retries,
 )
 from tokens.services.metering.counters import (
@@ -150,8 +150,7 @@ def _authorize(
                 existing.organization_id, existing.user_id, token_type, existing.period
             ),
         )
-    user = resolve_user(key, user_email)
-    model = resolve_model(model_key, user.organization_id)
+    user, model_id = resolve_user_and_model(key, user_email, model_key)
     now = timezone.now()
     period = period_of(now)
     # The hold first: the counter row, which every request of this user
@@ -161,7 +160,7 @@ def _authorize(
         organization_id=user.organization_id,
         user=user,
         service_key=key,
-        model=model,
+        model_id=model_id,
         token_type=token_type,
         period=period,
         tokens=tokens,
