@@ -401,11 +401,12 @@ def build(spec: Scale) -> Context:
             """
             INSERT INTO tokens_tokenrequest (organization_id, user_id, token_type,
                 amount, reason, limit_at_request, status, approved_amount,
-                admin_note, decided_by_id, decided_at, auto_approved, created_at)
+                admin_note, hold_note, decided_by_id, decided_at, auto_approved,
+                created_at)
             SELECT u.org_id, u.user_id, 'inference', 500000,
                 'A project needs more tokens this month.', a."limit",
                 CASE WHEN u.pending THEN 'pending' ELSE 'denied' END, NULL,
-                CASE WHEN u.pending THEN '' ELSE 'Not this month.' END,
+                CASE WHEN u.pending THEN '' ELSE 'Not this month.' END, '',
                 CASE WHEN u.pending THEN NULL ELSE u.admin_id END,
                 CASE WHEN u.pending THEN NULL
                      ELSE %(now)s - (u.pos %% 7) * interval '1 day' END,
