@@ -80,38 +80,46 @@ def _deadlocks(dsn: str) -> int:
         ).fetchone()[0]
 
 
+def _ask(ctx: Context, email: str, tag: str) -> dict:
+    """The body of an authorization of B7_TOKENS for ``email``."""
+    return {
+        "user": email,
+        "model": ctx.flat_model,
+        "token_type": "inference",
+        "tokens": B7_TOKENS,
+        "request_id": tag,
+    }
+
+
+def _spent(ctx: Context, email: str, tag: str, hold_id: str) -> dict:
+    """The body of a usage report of one event settling ``hold_id``."""
+    return {
+        "events": [
+            {
+                "event_id": tag,
+                "user": email,
+                "model": ctx.flat_model,
+                "token_type": "inference",
+                "prompt_tokens": 20,
+                "completion_tokens": 10,
+                "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+                "hold_id": hold_id,
+            }
+        ]
+    }
+
+
 def _pair(client: Client, ctx: Context, email: str, tag: str) -> tuple[list, float]:
     """authorize, then usage of one event with that hold; (statuses, seconds)."""
     began = time.perf_counter()
     response = client.post_json(
-        "/api/v1/authorize",
-        {
-            "user": email,
-            "model": ctx.flat_model,
-            "token_type": "inference",
-            "tokens": B7_TOKENS,
-            "request_id": tag,
-        },
-        ctx.service_key,
+        "/api/v1/authorize", _ask(ctx, email, tag), ctx.service_key
     )
     statuses = [response.status]
     if response.status == 200:
         response = client.post_json(
             "/api/v1/usage",
-            {
-                "events": [
-                    {
-                        "event_id": tag,
-                        "user": email,
-                        "model": ctx.flat_model,
-                        "token_type": "inference",
-                        "prompt_tokens": 20,
-                        "completion_tokens": 10,
-                        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-                        "hold_id": response.json()["hold_id"],
-                    }
-                ]
-            },
+            _spent(ctx, email, tag, response.json()["hold_id"]),
             ctx.service_key,
         )
         statuses.append(response.status)
@@ -177,29 +185,10 @@ def _statements(ctx: Context, email: str) -> dict[str, int]:
     for attempt in range(2):
         tag = f"b7-count-{uuid.uuid4().hex[:8]}"
         with CaptureQueriesContext(connection) as authorize:
-            response = post(
-                "/api/v1/authorize",
-                {
-                    "user": email,
-                    "model": ctx.flat_model,
-                    "token_type": "inference",
-                    "tokens": B7_TOKENS,
-                    "request_id": tag,
-                },
-            )
-        hold = response.json()["hold_id"]
-        event = {
-            "event_id": tag,
-            "user": email,
-            "model": ctx.flat_model,
-            "token_type": "inference",
-            "prompt_tokens": 20,
-            "completion_tokens": 10,
-            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-            "hold_id": hold,
-        }
+            response = post("/api/v1/authorize", _ask(ctx, email, tag))
+        spent = _spent(ctx, email, tag, response.json()["hold_id"])
         with CaptureQueriesContext(connection) as usage:
-            post("/api/v1/usage", {"events": [event]})
+            post("/api/v1/usage", spent)
         with CaptureQueriesContext(connection) as balance:
             client.get("/api/v1/balance", {"user": email, "token_type": "inference"})
         if attempt:

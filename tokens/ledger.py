@@ -461,30 +461,25 @@ def _from_day_number(value) -> str:
     return f"{number // 10000:04d}-{number // 100 % 100:02d}-{number % 100:02d}"
 
 
+def _org_day_sums(queryset):
+    """Tokens and events per organization, model, type and day (the organization
+    daily rollup adds up its stripes; the daily rollup its users)."""
+    return (
+        queryset.order_by()
+        .values(
+            k_org=F("organization_id"),
+            k_model=F("model_id"),
+            k_type=F("token_type"),
+            k_day=F("day"),
+        )
+        .annotate(v_0=Sum("tokens"), v_1=Sum("events"))
+    )
+
+
 def _check_org_daily(organization: Organization | None) -> list[str]:
     keys = ["k_org", "k_model", "k_type", "k_day"]
-    rollup = (
-        _scoped(OrgDailyUsage.objects.all(), organization)
-        .order_by()
-        .values(
-            k_org=F("organization_id"),
-            k_model=F("model_id"),
-            k_type=F("token_type"),
-            k_day=F("day"),
-        )
-        .annotate(v_0=Sum("tokens"), v_1=Sum("events"))
-    )
-    daily = (
-        _scoped(Daily.objects.all(), organization)
-        .order_by()
-        .values(
-            k_org=F("organization_id"),
-            k_model=F("model_id"),
-            k_type=F("token_type"),
-            k_day=F("day"),
-        )
-        .annotate(v_0=Sum("tokens"), v_1=Sum("events"))
-    )
+    rollup = _org_day_sums(_scoped(OrgDailyUsage.objects.all(), organization))
+    daily = _org_day_sums(_scoped(Daily.objects.all(), organization))
     rows = _differences(rollup, daily, keys, ["v_0", "v_1"], right_needs_left=True)
     names = dict(
         Organization.objects.filter(pk__in={r[0] for r in rows}).values_list(

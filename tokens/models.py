@@ -444,7 +444,7 @@ class DailyUsage(models.Model):
 # row of its user's stripe (user id modulo this), so the organization's concurrent
 # calls spread over this many rows instead of queueing on one; readers add the
 # stripes up. Changing it needs no migration (rows of any stripe add up the same).
-ORG_DAILY_STRIPES = 16
+ORG_DAILY_STRIPES = 8
 
 
 class OrgDailyUsage(models.Model):
