@@ -91,6 +91,9 @@ def test_demo_usage_stays_under_the_limits_with_one_or_two_near(monkeypatch):
     assert check_ledger() == []
 
 
+# Mid-month: with one month of history seeded on the 1st at 00:00 no day of it
+# has passed yet, so there would be no events to inspect.
+@pytest.mark.time_machine(dt.datetime(2026, 3, 16, 15, 0, tzinfo=dt.UTC))
 def test_events_are_realistic():
     seed("--users", "2", "--months", "1", "--events-per-user", "20")
     embedding = UsageEvent.objects.filter(token_type="embedding")
