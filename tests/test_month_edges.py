@@ -4,6 +4,7 @@ each at the last second of a month and the first second of the next, for a plain
 month edge, 31 December → 1 January and 29 February → 1 March."""
 
 import datetime as dt
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -377,3 +378,32 @@ def test_retention_prunes_usage_by_whole_months(edge, time_machine, cutoff_at):
     }
     assert check_ledger() == []
 
+
+def test_a_usage_batch_is_one_instant_even_when_the_clock_crosses_the_edge(
+    edge, time_machine
+):
+    """The batch began at the last second: its events are the old month's, and so
+    is the auto-increase they trigger, although the clock has passed the edge by
+    the time the increase is looked at (it once read the clock again, found the
+    new month, and skipped every increase of the batch)."""
+    world = build(time_machine, edge)
+    engine.policy_ensure(organization=world.org)
+    engine.policy_update(
+        actor=None,
+        organization=world.org,
+        changes={"triggers": [80], "bump_mode": "flat", "bump_value": 500_000},
+    )
+    time_machine.move_to(edge.last, tick=False)
+    hold = authorize(world.key, world.ann, 1_000, "r1").hold
+    readings = iter([edge.last])
+
+    def clock():
+        return next(readings, edge.first)  # the first reading, then past the edge
+
+    with mock.patch("django.utils.timezone.now", side_effect=clock):
+        report(world.key, world.ann, 850_000, edge.last, hold=hold)
+    assert Hold.objects.get(pk=hold.pk).closed_at == edge.last
+    allocation = Allocation.objects.get(user=world.ann, token_type=INF)
+    assert allocation.limit == 1_500_000
+    assert allocation.last_auto_increase_at == edge.last
+    assert check_ledger() == []

@@ -347,15 +347,19 @@ def _auto_increase_org(
     return increases
 
 
-def auto_increase_for_batch(counters: list[tuple[int, str, dt.date]]) -> int:
+def auto_increase_for_batch(
+    counters: list[tuple[int, str, dt.date]], *, now: dt.datetime | None = None
+) -> int:
     """Raise the limits of the counters a usage batch just increased (SPEC §6.4).
 
     Called inside the batch's transaction, after the counters were updated, with
     their (user_id, token_type, period) keys. The common path is one query that
     finds nothing; organizations are locked (in id order) only when an increase
     is due and their pool is not empty, and everything is re-read under the lock.
+    ``now`` is the batch's own instant: a batch that began in the last moment of
+    a month is judged in that month even if the clock has passed the edge since.
     Returns the number of increases."""
-    now = timezone.now()
+    now = now or timezone.now()
     period = period_of(now)
     keys = {(u, str(t)) for u, t, p in counters if p == period}
     if not keys:

@@ -181,7 +181,8 @@ def _record_batch(key: ServiceKey, parsed: list[_Event], now: dt.datetime):
                     (ev.user.pk, ev.token_type, period_of(ev.occurred_at))
                     for ev in recorded
                 }
-            )
+            ),
+            now=now,
         )
         # The organization-level rows are written by every batch of the
         # organization, so they are written last, to be locked only until the commit.
