@@ -3,8 +3,12 @@
 The clock is travelled with time-machine (``tick=True``, so time flows on from the
 instant) in ``pytest_configure``, which runs in the main process and again in every
 pytest-xdist worker, before any test module, fixture, factory or the live server
-starts; everything in those processes reads the travelled clock. Without the option
-nothing is travelled.
+starts; everything in those processes reads the travelled clock. Each test then
+starts again at the instant (and ticks), before any of its fixtures: a test sees the
+same clock whatever ran before it and however fast, so a failure at an instant is
+reproduced by running that test alone with the same option. A test that pins its own
+instant (``@pytest.mark.time_machine`` or the ``time_machine`` fixture) travels on
+from there. Without the option nothing is travelled.
 
 Browser tests are skipped under ``--clock``: Chromium keeps the real clock while the
 server would be elsewhere in time (cookie expiry, the pages' own dates), so they would
@@ -64,6 +68,19 @@ def pytest_report_header(config):
     return None
 
 
+@pytest.fixture
+def _clock_restart(request):
+    text = request.config.getoption("--clock")
+    if not text:
+        yield
+        return
+    with time_machine.travel(parse_instant(text), tick=True):
+        yield
+
+
+# Last, after time-machine's own hook has put its fixture (the marker's instant)
+# first: the restart goes before it, so a test's own pin wins.
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     if not config.getoption("--clock"):
         return
@@ -71,5 +88,7 @@ def pytest_collection_modifyitems(config, items):
         reason="--clock: Chromium's clock is not travelled, only the server's"
     )
     for item in items:
+        if hasattr(item, "fixturenames"):
+            item.fixturenames.insert(0, "_clock_restart")
         if item.get_closest_marker("browser"):
             item.add_marker(skip)
