@@ -180,21 +180,27 @@ def test_usage_of_the_old_month_reported_after_the_edge_stays_in_the_old_month(
 def test_a_purchase_counts_from_its_start_month_through_its_expiry_month(
     edge, time_machine
 ):
-    world = build(time_machine, edge, expiring=LOT)
-    purchase_record(
-        actor=None,
-        organization=world.org,
-        payer_email="billing@acme.example",
-        inference_tokens=3 * LOT,
-        embedding_tokens=3 * LOT,
-        starts_on=edge.new,
-    )
+    world = build(time_machine, edge, expiring=LOT)  # + one lasting LOT
+    for lots, starts_on, expires_on in (
+        (3, edge.new, None),  # starts on the 1st
+        (1, edge.new.replace(day=15), None),  # mid-month: counts for the whole month
+        (1, edge.old, edge.new),  # expires on the 1st: counts for that whole month
+    ):
+        purchase_record(
+            actor=None,
+            organization=world.org,
+            payer_email="billing@acme.example",
+            inference_tokens=lots * LOT,
+            embedding_tokens=lots * LOT,
+            starts_on=starts_on,
+            expires_on=expires_on,
+        )
     time_machine.move_to(edge.last, tick=False)
-    assert selectors.pools(world.org) == {"inference": 2 * LOT, "embedding": 2 * LOT}
+    assert selectors.pools(world.org) == {"inference": 3 * LOT, "embedding": 3 * LOT}
     time_machine.move_to(edge.first, tick=False)
-    assert selectors.pools(world.org) == {"inference": 4 * LOT, "embedding": 4 * LOT}
+    assert selectors.pools(world.org) == {"inference": 6 * LOT, "embedding": 6 * LOT}
     # A month's pool does not depend on when it is asked for.
-    assert selectors.pools(world.org, edge.old)[INF] == 2 * LOT
+    assert selectors.pools(world.org, edge.old)[INF] == 3 * LOT
     assert selectors.pools(world.org, previous_period(edge.old))[INF] == 0
 
 
@@ -231,6 +237,13 @@ def test_when_a_purchase_ends_the_next_month_is_over_allocated_until_limits_drop
     )
     report(world.key, ann, 900_000, edge.first)
     assert Allocation.objects.get(user=ann, token_type=INF).limit == 1_000_000
+    # A distribution run finds no pool to raise floors from (the shortfall is
+    # reported, nothing is taken from anyone).
+    carl = UserFactory(organization=org, email="carl@acme.example")
+    give(carl, 0)
+    engine.distribution_run(actor=admin, organization=org, distribute_equally=True)
+    assert Allocation.objects.get(user=carl, token_type=INF).limit == 0
+    assert Allocation.objects.get(user=bob, token_type=INF).limit == 2_000_000
     allocation_set_limit(
         actor=admin, user=bob, token_type=INF, limit=1_000_000, allow_below_minimum=True
     )
