@@ -29,6 +29,9 @@ def seed(*args) -> str:
     return out.getvalue()
 
 
+# Mid-month: the two seeds must see the same days (across an edge the second
+# one records the new month's first day).
+@pytest.mark.time_machine(dt.datetime(2026, 3, 16, 15, 0, tzinfo=dt.UTC))
 def test_seed_twice_records_the_same_events_and_the_ledger_holds():
     first = seed(*SMALL)
     events = UsageEvent.objects.count()
@@ -91,6 +94,9 @@ def test_demo_usage_stays_under_the_limits_with_one_or_two_near(monkeypatch):
     assert check_ledger() == []
 
 
+# Mid-month: with one month of history seeded on the 1st at 00:00 no day of it
+# has passed yet, so there would be no events to inspect.
+@pytest.mark.time_machine(dt.datetime(2026, 3, 16, 15, 0, tzinfo=dt.UTC))
 def test_events_are_realistic():
     seed("--users", "2", "--months", "1", "--events-per-user", "20")
     embedding = UsageEvent.objects.filter(token_type="embedding")

@@ -59,6 +59,10 @@ def usage(shell_admin):
     now = timezone.now()
     events = []
     for i in range(600):
+        # The first event of each of the seven people happens right now, so this
+        # month (the page's default) has usage of all of them at any instant, even
+        # at 00:00:00 on the 1st; the rest go back four hours apart.
+        occurred_at = now if i < len(users) else now - dt.timedelta(hours=4 * i + 1)
         model = models[(i * 7) % len(models)] if i % 5 else models[0]
         embedding = model.token_type == "embedding"
         events.append(
@@ -69,7 +73,7 @@ def usage(shell_admin):
                 "token_type": "embedding" if embedding else "inference",
                 "prompt_tokens": 800 + (i * 379) % 5000,
                 "completion_tokens": 0 if embedding else 200 + (i * 211) % 1500,
-                "occurred_at": (now - dt.timedelta(hours=4 * i + 1)).isoformat(),
+                "occurred_at": occurred_at.isoformat(),
                 "application": "chat",
             }
         )

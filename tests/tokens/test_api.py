@@ -15,7 +15,10 @@ from tests.conftest import ApiClient
 from tests.factories import AIModelFactory, UserFactory, fund, give
 from tokens.models import Hold, UsageCounter, UsageEvent
 
-pytestmark = pytest.mark.django_db
+# Mid-month and ticking: holds, counters and usage of a test stay in one month
+# (a run crossing a month's edge put the hold in one month and the usage in the next).
+PINNED = dt.datetime(2026, 3, 16, 12, 0, tzinfo=dt.UTC)
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(PINNED)]
 
 AUTHORIZE = "/api/v1/authorize"
 USAGE = "/api/v1/usage"
@@ -50,7 +53,7 @@ def ask(tokens=100, request_id="req-1", **over):
     }
 
 
-WHEN = timezone.now().replace(microsecond=0).isoformat()
+WHEN = PINNED.isoformat()
 
 
 def event(event_id="ev-1", **over):

@@ -370,7 +370,10 @@ def _auto_increase_org(
 
 
 def auto_increase_for_batch(
-    counters: list[tuple[int, str, dt.date]], locked: set[int] = frozenset()
+    counters: list[tuple[int, str, dt.date]],
+    locked: set[int] = frozenset(),
+    *,
+    now: dt.datetime | None = None,
 ) -> int:
     """Raise the limits of the counters a usage batch just increased (SPEC §6.4).
 
@@ -380,8 +383,10 @@ def auto_increase_for_batch(
     finds nothing. When an increase is due in an organization with a pool left
     that the batch has not locked, raises ``LockFirst`` naming it: the batch
     starts again with it locked first, and everything is re-read under the lock.
+    ``now`` is the batch's own instant: a batch that began in the last moment of
+    a month is judged in that month even if the clock has passed the edge since.
     Returns the number of increases."""
-    now = timezone.now()
+    now = now or timezone.now()
     period = period_of(now)
     keys = {(u, str(t)) for u, t, p in counters if p == period}
     if not keys:

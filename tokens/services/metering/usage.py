@@ -181,6 +181,7 @@ def _record_batch(
                 }
             ),
             locked=first,
+            now=now,
         )
         # The organization-level rows are written by every batch of the
         # organization, so they are written last, to be locked only until the commit.
