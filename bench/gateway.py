@@ -275,8 +275,8 @@ def b7(ctx: Context, spec: Scale, server: Server, dsn: str) -> list[Row]:
             "—",
             "the same for both organizations",
             big_counts == ref_counts,
-            "counted in-process with Django's test client (BEGIN and COMMIT not "
-            "included); the service key's look-up included",
+            "counted in-process with Django's test client, the service key's "
+            "look-up and the transaction's BEGIN and COMMIT included",
         ),
     ]
     for row in rows:
