@@ -165,7 +165,8 @@ def test_auto_approval_card_without_javascript(
     card.get_by_label("Maximum org consumption (%)").fill("40")
     card.get_by_role("button", name="Save rule").click()
     expect(page.locator(".messages .alert-success")).to_contain_text(
-        "Auto-approval is on: ≤ 50,000 tokens while consumption < 40%."
+        "Auto-approval is on: ≤ 50,000 tokens while consumption < 40%; per user at "
+        "most 1,000,000 tokens of a type a month (UTC) and 3 approvals in 24 hours."
     )
     expect(page.locator(".stat", has_text="Auto-approval")).to_contain_text("On")
     # Bad input comes back on the card.
