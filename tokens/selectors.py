@@ -32,14 +32,15 @@ _POOL_FIELD = {
 }
 
 
-def purchases_active_in(org: Organization, period: dt.date):
-    """Purchases that count toward the pool of ``period`` (a month)."""
+def purchases_active_in(org: Organization | int, period: dt.date):
+    """Purchases that count toward the pool of ``period`` (a month); ``org`` an
+    organization or its id."""
     return Purchase.objects.filter(
         organization=org, starts_on__lte=last_day(period)
     ).filter(Q(expires_on__isnull=True) | Q(expires_on__gte=period))
 
 
-def pools(org: Organization, period: dt.date | None = None) -> dict[str, int]:
+def pools(org: Organization | int, period: dt.date | None = None) -> dict[str, int]:
     """The org's monthly pool per type: the sum of its purchases active that month."""
     sums = purchases_active_in(org, period or period_of()).aggregate(
         inference=Sum("inference_tokens"), embedding=Sum("embedding_tokens")

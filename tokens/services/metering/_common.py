@@ -6,11 +6,12 @@ from functools import wraps
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, OperationalError
-from django.db.models import Exists, OuterRef, Subquery
 
 from accounts.emails import canonical_email
-from accounts.models import ServiceKey, User
-from tokens.models import AIModel, TokenType
+from accounts.models import ServiceKey
+from tokens.models import TokenType
+from tokens.services.metering import hot
+from tokens.services.metering.hot import Member
 
 TYPES = {TokenType.INFERENCE.value, TokenType.EMBEDDING.value}
 MAX_BATCH = 1000
@@ -75,7 +76,7 @@ def with_retries(func):
 UNKNOWN_USER = "No user with this email."
 
 
-def hidden_from(key: ServiceKey, user: User | None) -> bool:
+def hidden_from(key: ServiceKey, user: Member | None) -> bool:
     """Whether ``key`` must not learn that ``user`` exists: no such user, or a
     key bound to an organization asking about anyone outside it (a user of
     another organization or of none), so that an organization's key cannot tell
@@ -85,10 +86,10 @@ def hidden_from(key: ServiceKey, user: User | None) -> bool:
     )
 
 
-def _user_refusal(key: ServiceKey, user: User | None) -> MeteringError | None:
+def _user_refusal(key: ServiceKey, user: Member | None) -> MeteringError | None:
     if hidden_from(key, user):
         return MeteringError(404, "unknown_user", UNKNOWN_USER)
-    if user.organization is None or not user.organization.is_active:
+    if not user.organization_active:
         return MeteringError(
             403, "forbidden", "This user is not in an active Enterprise Account."
         )
@@ -101,46 +102,33 @@ def _user_refusal(key: ServiceKey, user: User | None) -> MeteringError | None:
     return None
 
 
-def resolve_user(key: ServiceKey, email: str) -> User:
-    user = (
-        User.objects.select_related("organization")
-        .filter(email=canonical_email(email))
-        .first()
-    )
+def resolve_user(key: ServiceKey, email: str) -> Member:
+    """The user a call names, or its refusal."""
+    user = hot.members({canonical_email(email)}).get(canonical_email(email))
     refusal = _user_refusal(key, user)
     if refusal:
         raise refusal
     return user
 
 
-def resolve_user_and_model(key: ServiceKey, email: str, model_key: str):
-    """The user and the model (its id) of an authorization, in one query: the
-    user with the model's id, whether it is active, and the organization's
+def resolve_user_and_model(
+    key: ServiceKey, email: str, model_key: str
+) -> tuple[Member, int]:
+    """The user and the model (its id) of an authorization, in one statement: the
+    user with the model's id if it is active, and the organization's
     allowed-models check (none listed = every model allowed). The user's refusals
     come first, then the model's."""
-    model = AIModel.objects.filter(key=model_key)
-    allowed = AIModel.allowed_for.through.objects.filter(
-        organization_id=OuterRef("organization_id")
-    )
-    user = (
-        User.objects.select_related("organization")
-        .filter(email=canonical_email(email))
-        .annotate(
-            model_pk=Subquery(model.filter(is_active=True).values("pk")[:1]),
-            restricted=Exists(allowed),
-            permitted=Exists(allowed.filter(aimodel__key=model_key)),
-        )
-        .first()
-    )
+    found = hot.member_and_model(canonical_email(email), model_key)
+    user, model = found if found else (None, None)
     refusal = _user_refusal(key, user)
     if refusal:
         raise refusal
-    if user.model_pk is None:
+    if model.model_id is None:
         raise MeteringError(404, "unknown_model", f"No active model {model_key!r}.")
-    if user.restricted and not user.permitted:
+    if model.restricted and not model.permitted:
         raise MeteringError(
             403,
             "model_not_allowed",
             f"Model {model_key!r} is not allowed for this organization.",
         )
-    return user, user.model_pk
+    return user, model.model_id

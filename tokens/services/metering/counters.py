@@ -8,6 +8,7 @@ from django.db import connection
 
 from tokens.locks import lock_holds
 from tokens.models import Hold, UsageCounter
+from tokens.services.metering import hot
 
 
 def _ensure_counters(keys: set[tuple[int, int, str, dt.date]]) -> None:
@@ -86,9 +87,7 @@ def _close_holds(holds: list[dict], status: str, now: dt.datetime) -> dict:
     released: dict[tuple, int] = defaultdict(int)
     if not holds:
         return released
-    Hold.objects.filter(
-        pk__in=[h["id"] for h in holds], status=Hold.Status.OPEN
-    ).update(status=status, closed_at=now)
+    hot.close_holds([h["id"] for h in holds], status, now)
     for h in holds:
         key = (h["organization_id"], h["user_id"], h["token_type"], h["period"])
         released[key] += h["tokens"]

@@ -15,6 +15,7 @@ from accounts.models import ServiceKey
 from asksage_admin.lib.periods import label, next_period, period_of
 from tokens.locks import lock_holds
 from tokens.models import Allocation, Hold, OrgDailyUsage, UsageCounter
+from tokens.services.metering import hot
 from tokens.services.metering._common import (
     MeteringError,
     resolve_user,
@@ -128,12 +129,9 @@ def _authorize(
     request_id: str,
     expire_first: bool,
 ) -> Authorization:
-    existing = (
-        Hold.objects.select_related("user")
-        .filter(service_key=key, request_id=request_id)
-        .first()
-    )
-    if existing is not None:
+    existing_id = hot.hold_id_for(key.pk, request_id)
+    if existing_id is not None:  # a retry: the same request_id returns its hold
+        existing = Hold.objects.select_related("user").get(pk=existing_id)
         if (
             existing.user.email != canonical_email(user_email)
             or existing.tokens != tokens
@@ -156,10 +154,10 @@ def _authorize(
     # The hold first: the counter row, which every request of this user
     # updates, is then locked only from the conditional UPDATE to the commit.
     # A refusal rolls the hold back with the rest.
-    hold = Hold.objects.create(
+    hold = Hold(
         organization_id=user.organization_id,
-        user=user,
-        service_key=key,
+        user_id=user.pk,
+        service_key_id=key.pk,
         model_id=model_id,
         token_type=token_type,
         period=period,
@@ -168,6 +166,7 @@ def _authorize(
         expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
         created_at=now,
     )
+    hot.insert(hold)
     if expire_first:
         # Not enough left, or no counter yet this month: give back this user's
         # holds past their time (lazy expiry: a stale hold matters only when
@@ -175,7 +174,9 @@ def _authorize(
         # the counter if missing, and try again. This authorization's own hold
         # is not given back: its tokens are not held yet.
         _expire_due(
-            Hold.objects.filter(user=user, token_type=token_type).exclude(pk=hold.pk),
+            Hold.objects.filter(user_id=user.pk, token_type=token_type).exclude(
+                pk=hold.pk
+            ),
             now,
         )
         _ensure_counters({(user.organization_id, user.pk, token_type, period)})
@@ -276,14 +277,17 @@ def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, A
     org_id = user.organization_id
     row = (
         UsageCounter.objects.filter(
-            organization_id=org_id, user=user, token_type=token_type, period=period
+            organization_id=org_id,
+            user_id=user.pk,
+            token_type=token_type,
+            period=period,
         )
         .annotate(limit=_limit_subquery())
         .values("limit", "used", "held")
         .first()
     ) or {
         "limit": Allocation.objects.filter(
-            organization_id=org_id, user=user, token_type=token_type
+            organization_id=org_id, user_id=user.pk, token_type=token_type
         )
         .values_list("limit", flat=True)
         .first()
@@ -301,7 +305,7 @@ def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, A
         token_type=token_type,
         period=period,
     ).aggregate(total=Sum("tokens"))["total"]
-    pool = pools(user.organization, period)[token_type]
+    pool = pools(org_id, period)[token_type]
     return {
         "period": label(period),
         "limit": limit,

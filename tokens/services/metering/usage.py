@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.emails import canonical_email
-from accounts.models import ServiceKey, User
+from accounts.models import ServiceKey
 from asksage_admin.lib.periods import period_of
 from tokens.locks import LockFirst, lock_holds
 from tokens.models import (
@@ -24,6 +24,7 @@ from tokens.models import (
 )
 from tokens.services.distribution import auto_increase_for_batch
 from tokens.services.distribution.auto_increase import lock_for_auto_increase
+from tokens.services.metering import hot
 from tokens.services.metering._common import (
     EXCERPT_CHARS,
     MAX_BATCH,
@@ -87,12 +88,7 @@ def _record_batch(
 
     live = [ev for ev in parsed if ev.error is None]
     emails = {canonical_email(ev.raw["user"]) for ev in live}
-    users = {
-        u.email: u
-        for u in User.objects.select_related("organization")
-        .only("email", "organization", "organization__store_prompt_excerpts")
-        .filter(email__in=emails)
-    }
+    users = hot.members(emails)
     models = {
         m.key: m
         for m in AIModel.objects.filter(key__in={ev.raw["model"] for ev in live})
@@ -252,7 +248,7 @@ def _resolve(
         ev.organization_id = hold["organization_id"]
     ev.user, ev.model = user, model
     ev.charge = _charge(ev)
-    keep = user.organization.store_prompt_excerpts
+    keep = user.store_prompt_excerpts
     ev.prompt_excerpt = (
         (ev.raw.get("prompt_excerpt") or "")[:EXCERPT_CHARS] if keep else ""
     )
