@@ -123,7 +123,7 @@ def test_readme_stays_short():
 
 
 def test_outside_references_are_found():
-    assert outside_references("see ../shared/SPEC.md") == [".." + "/shared"]
+    assert outside_references("see .." + "/shared/SPEC.md") == [".." + "/shared"]
     assert outside_references("(SPEC" + " §5)") == ["SPEC" + " §"]
     assert outside_references("(DESIGN" + " §4.8)") == ["DESIGN" + " §"]
     assert outside_references("(docs/product.md, Token Requests)") == []
