@@ -1,5 +1,5 @@
-"""gunicorn settings used by every way this project is served: `make run`, the
-benchmark harness and the README's deployment command (gunicorn reads
+"""gunicorn settings used by every way this project is served: `make run`, the benchmark
+harness and the deployment command of docs/operations.md (gunicorn reads
 ./gunicorn.conf.py from the folder it starts in; `-c gunicorn.conf.py` names it).
 Command-line options (bind, workers, threads) still override these.
 

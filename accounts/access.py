@@ -1,4 +1,5 @@
-"""Who may open the admin panel, and for which organization (DESIGN §6).
+"""Who may open the admin panel, and for which organization (docs/security.md, Who sees
+what).
 
 Every panel view uses ``PanelAccessMixin``: signed in, not banned, an org admin or a
 superuser, MFA passed when required. The organization comes from the user; a

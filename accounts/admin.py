@@ -12,7 +12,8 @@ from accounts.models import AuditEvent, Organization, ServiceKey, User
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     # tokens/admin.py extends this admin (and UserAdmin) with member management,
-    # which needs the tokens services that accounts may not import (DESIGN §2).
+    # which needs the tokens services that accounts may not import
+    # (docs/architecture.md, Layers and layout).
     list_display = ["name", "status", "activated_at", "country", "domain"]
     list_filter = ["status"]
     search_fields = ["name", "domain", "email"]

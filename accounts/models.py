@@ -258,8 +258,8 @@ class AuditEvent(models.Model):
 
 
 class EnterpriseAccountRequest(models.Model):
-    """An organization's request for an Enterprise Account (SPEC §3), reviewed by
-    sales staff, who activate or reject it."""
+    """An organization's request for an Enterprise Account (docs/product.md, Sales
+    flow), reviewed by sales staff, who activate or reject it."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")

@@ -9,7 +9,8 @@ DATE = forms.DateInput(attrs={"type": "date"})
 
 
 class UsageEventFilterSet(django_filters.FilterSet):
-    """User activity filters (SPEC §9): user, model, type, date range (UTC days)."""
+    """User activity filters (docs/product.md, Activity Logs): user, model, type, date
+    range (UTC days)."""
 
     user = django_filters.CharFilter(
         field_name="user__email",
@@ -36,7 +37,8 @@ class UsageEventFilterSet(django_filters.FilterSet):
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
-    """Audit trail filters (SPEC §9): actor, action, target user, date range."""
+    """Audit trail filters (docs/product.md, Activity Logs): actor, action, target user,
+    date range."""
 
     actor = django_filters.CharFilter(
         field_name="actor_email",

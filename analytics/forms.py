@@ -1,5 +1,6 @@
-"""The Token Statistics period picker (SPEC §8): this month, a chosen month or a date
-range, and a token type. Every bad value gets a message a person can act on."""
+"""The Token Statistics period picker (docs/product.md, Token Statistics): this month, a
+chosen month or a date range, and a token type. Every bad value gets a message a person
+can act on."""
 
 import datetime as dt
 import re

@@ -1,4 +1,5 @@
-"""Every read of Analytics → Token Statistics (SPEC §8), scoped to one organization.
+"""Every read of Analytics → Token Statistics (docs/product.md, Token Statistics),
+scoped to one organization.
 
 The page reads only rollups and small tables, grouped in the database: ``Purchase``,
 ``Allocation``, ``UsageCounter`` (through ``tokens.selectors``), ``TokenRequest`` and

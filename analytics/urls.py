@@ -5,7 +5,7 @@ from analytics.views import activity, statistics
 app_name = "analytics"
 
 urlpatterns = [
-    # Analytics → Token Statistics (SPEC §8)
+    # Analytics → Token Statistics (docs/product.md, Token Statistics)
     path("panel/statistics/", statistics.StatisticsView.as_view(), name="statistics"),
     path(
         "panel/statistics/export/monthly.csv",
@@ -27,7 +27,7 @@ urlpatterns = [
         statistics.EventExportView.as_view(),
         name="statistics_export_events",
     ),
-    # Analytics → Activity Logs (SPEC §9)
+    # Analytics → Activity Logs (docs/product.md, Activity Logs)
     path("panel/activity/", activity.ActivityView.as_view(), name="activity"),
     path(
         "panel/activity/export/<str:tab>.csv",

@@ -1,4 +1,5 @@
-"""A friendly 503 when the database is unreachable (SPEC §10, §12).
+"""A friendly 503 when the database is unreachable (docs/security.md, Security
+guarantees: faults; docs/gateway-api.md).
 
 ``OperationalError`` and ``InterfaceError`` mean the database cannot be reached (or
 the connection broke): not a bug in the page, and not something a person can fix but

@@ -2,7 +2,7 @@
 
 Everything comes from the environment through one django-environ ``env`` (a ``.env``
 file in the project folder is read when present). Every variable is documented in
-README.md and ``.env.example``.
+docs/operations.md (Configuration) and ``.env.example``.
 """
 
 from datetime import timedelta
@@ -246,7 +246,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
 # Absolute base URL for links in emails (verification, password reset, decisions).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
-# Product rules (SPEC §2, §10).
+# Product rules (docs/product.md, Tokens: pool, limits and minimum;
+# docs/gateway-api.md, Rules).
 CHAT_URL = env.str("CHAT_URL", default="https://chat.asksage.ai/")
 MIN_USER_TOKENS = env.int("MIN_USER_TOKENS", default=200_000)
 DISABLED_USER_TOKENS = env.int("DISABLED_USER_TOKENS", default=1_000)

@@ -1,1 +1,1 @@
-"""The performance harness (DESIGN §7, issue 10): ``python -m bench``."""
+"""The performance harness (docs/performance.md, issue 10): ``python -m bench``."""

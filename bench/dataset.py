@@ -1,5 +1,6 @@
 """The benchmark dataset, built in SQL (generate_series, INSERT … SELECT), never
-row by row through the ORM, and consistent with every ledger invariant (DESIGN §4):
+row by row through the ORM, and consistent with every ledger invariant
+(docs/architecture.md, Invariants and check_ledger):
 
 - Organizations (active, Standard policy) each with one purchase covering its
   allocations with 10 % to spare (1), and the audit events of the activation.

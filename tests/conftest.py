@@ -1,5 +1,6 @@
-"""Personas (CONVENTIONS): anonymous, member, org admin with MFA, admin of another
-organization, sales staff, superuser. Each signed-in persona is a test client."""
+"""Personas (docs/development.md, House style): anonymous, member, org admin with MFA,
+admin of another organization, sales staff, superuser. Each signed-in persona is a test
+client."""
 
 import pytest
 from django.contrib.auth.models import Group

@@ -1,8 +1,8 @@
-"""Audit completeness (SPEC §9, issue 8): every action the audit trail must record,
-driven from the outside (web forms, /staff/, the gateway API), writes exactly one
-audit event of its kind, with the actor, the actor's email frozen, the
-organization, the target, before → after where state changes, and the client IP
-and request id of the request that caused it.
+"""Audit completeness (docs/product.md, Activity Logs; issue 8): every action the audit
+trail must record, driven from the outside (web forms, /staff/, the gateway API), writes
+exactly one audit event of its kind, with the actor, the actor's email frozen, the
+organization, the target, before → after where state changes, and the client IP and
+request id of the request that caused it.
 
 Each test notes the id of the newest event, performs one action as a person (or
 the gateway) would, and accounts for every event written since: the expected

@@ -1,5 +1,6 @@
-"""The authorization matrix (issue 9, SPEC §1, §12, DESIGN §6): every URL of the
-project, who may use it with which method, and what everyone else gets.
+"""The authorization matrix (issue 9; docs/security.md, Who sees what and Security
+guarantees): every URL of the project, who may use it with which method, and what
+everyone else gets.
 
 ``ROUTES`` declares, for every named URL outside the Django admin, the expected answer
 for each persona (anonymous, member, org admin, admin of another organization, sales

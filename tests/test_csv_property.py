@@ -1,8 +1,9 @@
-"""The project's one CSV writer (asksage_admin/lib/csv.py), by property (SPEC §12):
-a text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a
-leading ``'``, every other value is written as it is, and what ``write_rows`` and
-the streamed ``csv_response`` write reads back through Python's csv reader
-(RFC 4180 quoting) as exactly the rows given, each cell through ``safe_cell``.
+"""The project's one CSV writer (asksage_admin/lib/csv.py), by property
+(docs/security.md, Security guarantees): a text cell starting with ``=``, ``+``, ``-``,
+``@``, tab or carriage return gets a leading ``'``, every other value is written as it
+is, and what ``write_rows`` and the streamed ``csv_response`` write reads back through
+Python's csv reader (RFC 4180 quoting) as exactly the rows given, each cell through
+``safe_cell``.
 
 Text is drawn from every Unicode character except NUL and lone surrogates, weighted
 towards what CSV quoting and spreadsheets care about: quotes, commas, CR, LF, tabs,

@@ -1,7 +1,8 @@
-"""Faults (SPEC §10, §12; DESIGN §4–5): with the database unreachable the API answers
-503 JSON and pages a friendly 503 page, never a stack trace; and a failure injected
-in the middle of a usage batch, a bulk action, a distribution run or an activation
-leaves nothing half-saved: every table as before and ``check_ledger()`` clean.
+"""Faults (docs/security.md, Security guarantees; docs/architecture.md, Invariants and
+check_ledger, Concurrency and locks): with the database unreachable the API answers 503
+JSON and pages a friendly 503 page, never a stack trace; and a failure injected in the
+middle of a usage batch, a bulk action, a distribution run or an activation leaves
+nothing half-saved: every table as before and ``check_ledger()`` clean.
 
 Each write is driven through the product's own path (the API, the panel, the staff
 site). The failure is injected at the SQL level (``connection.execute_wrapper``): once

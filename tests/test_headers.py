@@ -1,6 +1,6 @@
-"""Security headers and CSRF (DESIGN §6) on every URL of the project: the
-URL list comes from the resolver (a URL added later is covered, and one whose
-arguments this module cannot fill fails until ``KWARGS`` says how), requested with
+"""Security headers and CSRF (docs/security.md, Security guarantees) on every URL of the
+project: the URL list comes from the resolver (a URL added later is covered, and one
+whose arguments this module cannot fill fails until ``KWARGS`` says how), requested with
 GET by the org admin persona and by an anonymous visitor, plus the sign-in and
 registration pages and the error pages (403, 404, 500, 503).
 

@@ -1,7 +1,7 @@
-"""The ledger at month edges (README "Months and edges"): holds, late usage, pools,
-purchases, over-allocation, auto-increase cooldowns, token requests and retention,
-each at the last second of a month and the first second of the next, for a plain
-month edge, 31 December → 1 January and 29 February → 1 March."""
+"""The ledger at month edges (docs/product.md, Months and edges): holds, late usage,
+pools, purchases, over-allocation, auto-increase cooldowns, token requests and
+retention, each at the last second of a month and the first second of the next, for a
+plain month edge, 31 December → 1 January and 29 February → 1 March."""
 
 import datetime as dt
 from unittest import mock

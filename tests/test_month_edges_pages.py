@@ -1,5 +1,5 @@
-"""Month edges, continued (README "Months and edges"): the distribution schedule at
-00:00 on the 1st and its catch-up after a downtime, Token Statistics, ``/me/`` and
+"""Month edges, continued (docs/product.md, Months and edges): the distribution schedule
+at 00:00 on the 1st and its catch-up after a downtime, Token Statistics, ``/me/`` and
 the exports on the 1st at 00:00, and the first usage of a month under concurrency."""
 
 import csv

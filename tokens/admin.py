@@ -1,4 +1,5 @@
-"""The staff site (/staff/) for the tokens app and the sales flow (SPEC §3).
+"""The staff site (/staff/) for the tokens app and the sales flow (docs/product.md,
+Sales flow).
 
 Every change goes through a service, so staff obey the same rules and leave the same
 audit trail as everyone else: purchases through ``purchase_record``, enterprise
@@ -6,7 +7,7 @@ requests through ``enterprise_request_activate``/``_reject``, members through
 ``organization_add_member``/``_remove_member``. Ledger tables are view-only.
 
 Member management extends the accounts app's Organization and User admins here,
-because accounts may not import tokens (DESIGN §2).
+because accounts may not import tokens (docs/architecture.md, Layers and layout).
 """
 
 from django import forms

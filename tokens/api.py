@@ -1,4 +1,4 @@
-"""The gateway API (SPEC §10): JSON in, JSON out, service-key authentication.
+"""The gateway API (docs/gateway-api.md): JSON in, JSON out, service-key authentication.
 
 Every answer is JSON: errors are ``{"error": code, "detail": text, …}``, never an
 HTML page or a stack trace. Cookie sessions are not accepted (the views never look

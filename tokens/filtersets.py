@@ -9,7 +9,8 @@ YES_NO = [("yes", _("Yes")), ("no", _("No"))]
 
 
 class UserFilterSet(django_filters.FilterSet):
-    """User Management filters (SPEC §5): search, paid, hide banned, type, verified."""
+    """User Management filters (docs/product.md, User Management): search, paid, hide
+    banned, type, verified."""
 
     q = django_filters.CharFilter(
         method="search",

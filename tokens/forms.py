@@ -74,8 +74,9 @@ _TEXT_TOO_LONG = _(
 
 
 class EnterpriseRequestForm(forms.Form):
-    """The public intake (SPEC §3). It only parses input; every rule is checked by
-    ``enterprise_request_submit``, whose errors the view attaches to these fields."""
+    """The public intake (docs/product.md, Sales flow). It only parses input; every rule
+    is checked by ``enterprise_request_submit``, whose errors the view attaches to these
+    fields."""
 
     organization_name = forms.CharField(label=_("Organization name"), max_length=200)
     billing_address = forms.CharField(
@@ -151,7 +152,8 @@ class LimitForm(forms.Form):
 
 
 class BulkActionForm(forms.Form):
-    """The action of a bulk request on selected users (SPEC §5)."""
+    """The action of a bulk request on selected users (docs/product.md, User
+    Management)."""
 
     ACTIONS = [
         ("", _("Bulk action…")),
@@ -199,8 +201,9 @@ class BulkActionForm(forms.Form):
         return [message for errors in self.errors.values() for message in errors]
 
 
-# --- Token Requests (SPEC §7). The forms parse and give field messages; the services
-# in tokens.services.requests check every rule again. ----------------------------------
+# --- Token Requests (docs/product.md, Token Requests) ---------------------------------
+# The forms parse and give field messages; the services in tokens.services.requests
+# check every rule again.
 
 _TOKEN_TYPES = [("inference", _("Inference")), ("embedding", _("Embedding"))]
 _WHOLE_TOKENS = _("Enter the amount as a whole number of tokens, such as 50000.")
@@ -353,7 +356,7 @@ class AutoApprovalForm(forms.Form):
     )
 
 
-# --- Management → Token Distribution (SPEC §6) ----------------------------------------
+# --- Management → Token Distribution (docs/product.md, Token Distribution) ------------
 # These forms parse what the admin typed (whole numbers, comma lists, choices); the
 # policy rules (floor ≥ the platform minimum, ceiling ≥ floor, trigger 50–99.9, …) are
 # checked by tokens.services.distribution, whose errors the views attach to the fields.

@@ -1,4 +1,5 @@
-"""The ledger check: DESIGN §4's invariants, verified against the database.
+"""The ledger check: the invariants of docs/architecture.md (Invariants and
+check_ledger), verified against the database.
 
 ``check_ledger()`` returns one human-readable line per violation (an empty list means
 the ledger is consistent); ``manage.py check_ledger`` prints them.
@@ -46,16 +47,19 @@ What each invariant means here:
    checked anyway) and a (service key, request_id) opens at most one hold.
 7. Not checkable after the fact (usage without a hold may legitimately pass the
    limit); only its precondition is checked: used ≥ 0 and held ≥ 0.
-8. Append-only tables are enforced by database triggers (a later issue): not checked.
+8. Append-only: database triggers (migration tokens/0004_append_only_triggers;
+   docs/operations.md, Append-only) refuse changes to audit and usage events, so
+   there is nothing to check here.
 9. Every ``AllocationChange`` has its audit event, recorded for the same organization.
 10. No limit is negative. A paid, unbanned user of an active organization whose limit
     is below ``MIN_USER_TOKENS`` is a violation when the latest change of that limit
     was made on the platform's own authority: activation, distribution or
     reclamation, which must respect the minimum. Not violations: an explicit admin
     action (manual, bulk, request: set lower on purpose, audited); the paid-status
-    rules of SPEC §2 (deactivation sets 1,000; a reactivation the pool cannot cover
-    grants what is left and its audit event says so); auto-increase (it only raises
-    a limit an admin set); and a limit never set (no change yet: not allocated).
+    rules (docs/product.md, Tokens: pool, limits and minimum; deactivation sets 1,000;
+    a reactivation the pool cannot cover grants what is left and its audit event says
+    so); auto-increase (it only raises a limit an admin set); and a limit never set (no
+    change yet: not allocated).
 """
 
 import datetime as dt
@@ -754,7 +758,7 @@ CHECKS = [
 
 
 def check_ledger(*, organization: Organization | None = None) -> list[str]:
-    """One line per violation of DESIGN §4 (all organizations, or one); [] = OK."""
+    """One line per violation of the invariants (all organizations, or one); [] = OK."""
     violations: list[str] = []
     for check in CHECKS:
         violations += check(organization)

@@ -569,9 +569,9 @@ class MonthlyUsage(models.Model):
 
 
 class DistributionPolicy(models.Model):
-    """How an organization's pool is handed out (SPEC §6): floors and ceiling,
-    auto-increase, reclamation and the rebalancing schedule. One per organization,
-    created with the Standard preset on activation."""
+    """How an organization's pool is handed out (docs/product.md, Token Distribution):
+    floors and ceiling, auto-increase, reclamation and the rebalancing schedule. One per
+    organization, created with the Standard preset on activation."""
 
     class Preset(models.TextChoices):
         CONSERVATIVE = "conservative", _("Conservative")
@@ -759,7 +759,8 @@ class DistributionRun(models.Model):
 
 
 class TokenRequest(models.Model):
-    """A user's request for more tokens of one type (SPEC §7)."""
+    """A user's request for more tokens of one type (docs/product.md, Token
+    Requests)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")

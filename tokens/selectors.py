@@ -201,7 +201,7 @@ def usage_events_for_export(org: Organization, start: dt.date, end: dt.date):
     )
 
 
-# --- User Management (SPEC §5) ------------------------------------------------------
+# --- User Management (docs/product.md, User Management) -------------------------------
 
 
 def users_in(org: Organization):
@@ -409,7 +409,7 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
     )
 
 
-# --- Token Requests (SPEC §7) ---------------------------------------------------------
+# --- Token Requests (docs/product.md, Token Requests) ---------------------------------
 
 # Imported here so this section stays one appended block (the top import is shared).
 from django.db.models import Count  # noqa: E402

@@ -64,12 +64,12 @@ class KnownSortTable(tables.Table):
 
 
 class UserTable(KnownSortTable):
-    """User Management (SPEC §5): every column sortable on the server."""
+    """User Management (docs/product.md, User Management): every column sortable on the
+    server."""
 
     select = tables.CheckBoxColumn(
         accessor="pk",
         orderable=False,
-        exclude_from_export=True,
         attrs={
             "th__input": {
                 "aria-label": _("Select all on this page"),
@@ -165,13 +165,7 @@ class UserTable(KnownSortTable):
         url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query
         return format_html('<a href="{}">{}</a>', url, record.get_full_name() or "—")
 
-    def value_name(self, record):
-        return record.get_full_name()
-
     def render_role(self, record):
-        return record.get_role_display()
-
-    def value_role(self, record):
         return record.get_role_display()
 
     def render_max_inference(self, record, value):
@@ -196,7 +190,7 @@ class UserTable(KnownSortTable):
         )
 
 
-# --- Token Requests (SPEC §7) ---------------------------------------------------------
+# --- Token Requests (docs/product.md, Token Requests) ---------------------------------
 
 # Imported here so this section stays one appended block (the top import is shared).
 from urllib.parse import urlencode  # noqa: E402
@@ -360,6 +354,3 @@ class TokenRequestTable(KnownSortTable):
             when,
             note,
         )
-
-    def value_actions(self, record):
-        return record.status

@@ -9,7 +9,7 @@ from tokens.views import distribution, enterprise, me, requests, users
 app_name = "tokens"
 
 urlpatterns = [
-    # Gateway API (SPEC §10)
+    # Gateway API (docs/gateway-api.md)
     path("api/v1/authorize", api.authorize, name="api_authorize"),
     path("api/v1/usage", api.usage, name="api_usage"),
     path("api/v1/balance", api.balance, name="api_balance"),
@@ -25,7 +25,7 @@ urlpatterns = [
     path(
         "enterprise/request/", enterprise.enterprise_request, name="enterprise_request"
     ),
-    # Management → User Management (SPEC §5)
+    # Management → User Management (docs/product.md, User Management)
     path("panel/users/", users.UserListView.as_view(), name="user_list"),
     path("panel/users/export.csv", users.UserExportView.as_view(), name="user_export"),
     path("panel/users/bulk/", users.UserBulkView.as_view(), name="user_bulk"),
@@ -58,7 +58,7 @@ urlpatterns = [
     path("panel/users/<int:pk>/ban/", users.user_ban, name="user_ban"),
     path("panel/users/<int:pk>/unban/", users.user_unban, name="user_unban"),
     path("panel/users/<int:pk>/verify/", users.user_verify, name="user_verify"),
-    # Management → Token Distribution (SPEC §6)
+    # Management → Token Distribution (docs/product.md, Token Distribution)
     path(
         "panel/distribution/",
         distribution.DistributionView.as_view(),
@@ -109,7 +109,7 @@ urlpatterns = [
         distribution.OverrideRemoveView.as_view(),
         name="distribution_override_remove",
     ),
-    # Management → Token Requests (SPEC §7)
+    # Management → Token Requests (docs/product.md, Token Requests)
     path("panel/requests/", requests.RequestListView.as_view(), name="request_list"),
     path(
         "panel/requests/<int:pk>/approve/",

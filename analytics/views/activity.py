@@ -1,5 +1,5 @@
-"""Analytics → Activity Logs (SPEC §9): user activity and the audit trail, newest
-first, keyset-paginated, filterable, exportable; both read-only."""
+"""Analytics → Activity Logs (docs/product.md, Activity Logs): user activity and the
+audit trail, newest first, keyset-paginated, filterable, exportable; both read-only."""
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse

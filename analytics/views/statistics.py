@@ -1,4 +1,5 @@
-"""Analytics → Token Statistics (SPEC §8): KPIs, charts, tables and CSV exports.
+"""Analytics → Token Statistics (docs/product.md, Token Statistics): KPIs, charts,
+tables and CSV exports.
 
 The page reads rollups only (``analytics.selectors``); the raw events export is the one
 reader of ``UsageEvent``, streamed from the database cursor in chunks. Bad period input

@@ -1,4 +1,5 @@
-"""CSV output that spreadsheets cannot turn into formulas (SPEC §12).
+"""CSV output that spreadsheets cannot turn into formulas (docs/security.md, Security
+guarantees).
 
 A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
 prefixed with ``'``, so Excel, LibreOffice and Google Sheets show it as text instead

@@ -1,5 +1,5 @@
-"""Monthly periods (SPEC §2): a period is a calendar month in UTC, named by its
-first day."""
+"""Monthly periods (docs/product.md, Months and edges): a period is a calendar month in
+UTC, named by its first day."""
 
 import datetime as dt
 

@@ -1,8 +1,8 @@
 """The current request's id and client IP, readable by services without a request.
 
-Services take no ``request`` (CONVENTIONS), yet every audit event records the IP and
-the request id. The request-id middleware stores both here for the life of the
-request; outside a request (commands, jobs) they are empty.
+Services take no ``request`` (docs/development.md, House style), yet every audit event
+records the IP and the request id. The request-id middleware stores both here for the
+life of the request; outside a request (commands, jobs) they are empty.
 """
 
 from contextvars import ContextVar

@@ -1,4 +1,4 @@
-"""Analytics → Activity Logs (SPEC §9), from the outside."""
+"""Analytics → Activity Logs (docs/product.md, Activity Logs), from the outside."""
 
 import csv
 import datetime as dt

@@ -1,4 +1,4 @@
-"""Analytics → Token Statistics (SPEC §8), from the outside.
+"""Analytics → Token Statistics (docs/product.md, Token Statistics), from the outside.
 
 Usage is recorded the way the gateway records it (POST /api/v1/usage), so the daily
 rollups the page reads are maintained by the real code; every figure the page and the

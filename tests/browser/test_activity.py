@@ -1,7 +1,7 @@
-"""Analytics → Activity Logs (SPEC §9) in a real browser: the User activity and Audit
-trail tabs, filtering the audit trail by action, expanding a row to read before →
-after, keyset pages ("Older →", "← Newer", "Newest"), the CSV export as a download;
-no console errors and no Content Security Policy violations."""
+"""Analytics → Activity Logs (docs/product.md, Activity Logs) in a real browser: the
+User activity and Audit trail tabs, filtering the audit trail by action, expanding a row
+to read before → after, keyset pages ("Older →", "← Newer", "Newest"), the CSV export as
+a download; no console errors and no Content Security Policy violations."""
 
 import csv
 import datetime as dt

@@ -1,9 +1,9 @@
-"""Every page in a real browser (issue 9, DESIGN §6): every HTML page the org admin
-can open (the URL list comes from the resolver, through tests/test_headers.py:
-every panel page with its detail, limit, confirmation, preview and approve/deny
-subpages, /me/, the account pages), the sign-in and registration pages, and the
-error pages (404, 500, 503) load in headless Chromium without one Content Security
-Policy violation, console error, page error or failed request."""
+"""Every page in a real browser (issue 9; docs/security.md, Security guarantees): every
+HTML page the org admin can open (the URL list comes from the resolver, through
+tests/test_headers.py: every panel page with its detail, limit, confirmation, preview
+and approve/deny subpages, /me/, the account pages), the sign-in and registration pages,
+and the error pages (404, 500, 503) load in headless Chromium without one Content
+Security Policy violation, console error, page error or failed request."""
 
 from unittest import mock
 

@@ -1,6 +1,7 @@
-"""Management → Token Distribution (SPEC §6) in a real browser: choose a preset,
-preview a run, run it and see the status change, with a clean console (no errors, no
-Content Security Policy violations); screenshots at 1400 and 1000 px."""
+"""Management → Token Distribution (docs/product.md, Token Distribution) in a real
+browser: choose a preset, preview a run, run it and see the status change, with a clean
+console (no errors, no Content Security Policy violations); screenshots at 1400 and 1000
+px."""
 
 import re
 

@@ -1,7 +1,7 @@
-"""Management → Token Requests (SPEC §7) in a real browser: a member asks for tokens
-on /me/, the admin sees the request (and the sidebar badge), approves a partial amount
-with a note and finds it under Approved; the member sees the decision. No console
-errors, no Content Security Policy violations."""
+"""Management → Token Requests (docs/product.md, Token Requests) in a real browser: a
+member asks for tokens on /me/, the admin sees the request (and the sidebar badge),
+approves a partial amount with a note and finds it under Approved; the member sees the
+decision. No console errors, no Content Security Policy violations."""
 
 import re
 

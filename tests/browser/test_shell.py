@@ -1,5 +1,6 @@
-"""The admin panel shell (SPEC §4): sidebar, the drawer below 1200 px, no-JS fallback,
-and a clean console (no errors, no Content Security Policy violations)."""
+"""The admin panel shell (docs/product.md, The panel shell): sidebar, the drawer below
+1200 px, no-JS fallback, and a clean console (no errors, no Content Security Policy
+violations)."""
 
 import re
 

@@ -1,7 +1,7 @@
-"""Analytics → Token Statistics (SPEC §8) in a real browser: the three charts are
-drawn by the vendored Chart.js from json_script data, the period picker shows the right
-inputs and reloads the figures, an export downloads; no console errors and no Content
-Security Policy violations."""
+"""Analytics → Token Statistics (docs/product.md, Token Statistics) in a real browser:
+the three charts are drawn by the vendored Chart.js from json_script data, the period
+picker shows the right inputs and reloads the figures, an export downloads; no console
+errors and no Content Security Policy violations."""
 
 import csv
 import datetime as dt

@@ -1,6 +1,6 @@
-"""Management → User Management (SPEC §5) in a real browser: the table and its
-select-all checkbox, the bulk-action toolbar, a bulk ban and a limit edit, with a clean
-console (no errors, no Content Security Policy violations)."""
+"""Management → User Management (docs/product.md, User Management) in a real browser:
+the table and its select-all checkbox, the bulk-action toolbar, a bulk ban and a limit
+edit, with a clean console (no errors, no Content Security Policy violations)."""
 
 import re
 

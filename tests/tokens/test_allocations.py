@@ -1,4 +1,5 @@
-"""The pool rules of SPEC §2, through the services."""
+"""The pool rules (docs/product.md, Tokens: pool, limits and minimum), through the
+services."""
 
 import datetime as dt
 

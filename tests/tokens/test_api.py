@@ -1,4 +1,4 @@
-"""The gateway contract of SPEC §10, from the outside."""
+"""The gateway contract (docs/gateway-api.md), from the outside."""
 
 import datetime as dt
 import json
@@ -328,7 +328,7 @@ def test_usage_replay_is_a_duplicate_even_after_the_user_was_banned(gateway, use
     user.save(update_fields=["is_banned"])
     again = gateway.post(USAGE, {"events": [event(), event("ev-2")]}).json()
     assert again["results"][0] == {"event_id": "ev-1", "status": "duplicate"}
-    # A new event of the banned user is still recorded (SPEC §10: usage is a fact).
+    # A new event of the banned user is still recorded (docs/gateway-api.md, Rules).
     assert again["results"][1]["status"] == "recorded"
     assert UsageEvent.objects.count() == 2
     assert counter(user).used == 50

@@ -1,4 +1,4 @@
-"""The operations commands of SPEC §11, run with call_command."""
+"""The operations commands (docs/operations.md, Commands), run with call_command."""
 
 import csv
 import datetime as dt

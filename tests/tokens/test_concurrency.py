@@ -1,5 +1,5 @@
-"""Budgets that hold under concurrency (DESIGN §5). Real threads on PostgreSQL; SQLite
-serializes writers, so these tests skip there."""
+"""Budgets that hold under concurrency (docs/architecture.md, Concurrency and locks).
+Real threads on PostgreSQL; SQLite serializes writers, so these tests skip there."""
 
 import random
 import threading

@@ -1,5 +1,6 @@
-"""The distribution engine under concurrency (DESIGN §5): real threads on
-PostgreSQL; SQLite serializes writers, so these tests skip there."""
+"""The distribution engine under concurrency (docs/architecture.md, Concurrency and
+locks): real threads on PostgreSQL; SQLite serializes writers, so these tests skip
+there."""
 
 import datetime as dt
 

@@ -1,6 +1,6 @@
-"""The distribution policy engine (SPEC §6): presets, validation, overrides,
-auto-increase inside usage recording, reclamation, runs, the schedule and the
-run_distribution command. Every test names the rule it proves."""
+"""The distribution policy engine (docs/product.md, Token Distribution): presets,
+validation, overrides, auto-increase inside usage recording, reclamation, runs, the
+schedule and the run_distribution command. Every test names the rule it proves."""
 
 import datetime as dt
 import io

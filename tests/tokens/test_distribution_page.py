@@ -1,5 +1,6 @@
-"""Management → Token Distribution (SPEC §6), from the outside: the page, its forms,
-the preview and the run, the overrides and the schedule."""
+"""Management → Token Distribution (docs/product.md, Token Distribution), from the
+outside: the page, its forms, the preview and the run, the overrides and the
+schedule."""
 
 import pytest
 from django.db import connection

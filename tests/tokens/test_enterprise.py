@@ -1,5 +1,6 @@
-"""The enterprise account flow (SPEC §3): the public intake at /enterprise/request/,
-its activation or rejection by staff, and members added or removed afterwards."""
+"""The enterprise account flow (docs/product.md, Sales flow): the public intake at
+/enterprise/request/, its activation or rejection by staff, and members added or removed
+afterwards."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor

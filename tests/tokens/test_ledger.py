@@ -1,4 +1,5 @@
-"""tokens.ledger.check_ledger: DESIGN §4 verified with set-based queries.
+"""tokens.ledger.check_ledger: the invariants of docs/architecture.md (Invariants and
+check_ledger) verified with set-based queries.
 
 ``build_world`` makes a consistent data set through the services and the gateway API
 (tests/tokens/test_commands.py reuses it to break each invariant on purpose)."""

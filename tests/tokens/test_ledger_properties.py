@@ -1,4 +1,5 @@
-"""DESIGN §4 invariants after every step of a random mix of every ledger action."""
+"""The ledger invariants (docs/architecture.md, Invariants and check_ledger) after every
+step of a random mix of every ledger action."""
 
 import contextlib
 

@@ -1,5 +1,6 @@
-"""Management → Token Requests (SPEC §7): the member's form and history on /me/, the
-admin queue, approve / deny, the auto-approval rule, emails and the sidebar badge."""
+"""Management → Token Requests (docs/product.md, Token Requests): the member's form and
+history on /me/, the admin queue, approve / deny, the auto-approval rule, emails and the
+sidebar badge."""
 
 import html
 import re

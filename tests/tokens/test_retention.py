@@ -1,4 +1,5 @@
-"""Append-only audit and usage events (DESIGN §4.8) and the retention command."""
+"""Append-only audit and usage events (docs/operations.md, Append-only) and the
+retention command."""
 
 import datetime as dt
 

@@ -1,4 +1,4 @@
-"""Management → User Management (SPEC §5), from the outside."""
+"""Management → User Management (docs/product.md, User Management), from the outside."""
 
 import csv
 import io

@@ -1,4 +1,4 @@
-"""Audit events and usage events are append-only (DESIGN §4.8).
+"""Audit events and usage events are append-only (docs/operations.md, Append-only).
 
 PostgreSQL: a row trigger refuses UPDATE and DELETE on both tables, except a DELETE
 made by the retention command inside a transaction that holds a permit (a row in

@@ -1,5 +1,5 @@
-"""Every write of the tokens app (CONVENTIONS: one function per action, one
-transaction, its audit event inside it)."""
+"""Every write of the tokens app (docs/development.md, House style: one function per
+action, one transaction, its audit event inside it)."""
 
 from tokens.services.allocations import (
     allocation_set_limit,

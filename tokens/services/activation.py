@@ -1,5 +1,6 @@
-"""Enterprise accounts (SPEC §3): the intake request, its activation or rejection by
-sales staff, and adding or removing members of an organization afterwards.
+"""Enterprise accounts (docs/product.md, Sales flow): the intake request, its activation
+or rejection by sales staff, and adding or removing members of an organization
+afterwards.
 
 Every rule lives here, so the public form, the staff admin and any future API
 enforce the same ones. The requester must be among the users: the request is made

@@ -1,4 +1,5 @@
-"""Purchases, limits and user status: the pool rules of SPEC §2.
+"""Purchases, limits and user status: the pool rules (docs/product.md, Tokens: pool,
+limits and minimum).
 
 Locks follow the product's one lock order (``tokens/locks.py``): the
 organization row, then users, then allocations, each in ascending id order.
@@ -460,7 +461,8 @@ def _top_up_to_floors(organization, users, plans, free) -> None:
 
 
 def user_deactivate(*, actor: User | None, user: User) -> User:
-    """Paid off (SPEC §2): limits → DISABLED_USER_TOKENS, the rest back to the pool."""
+    """Paid off (docs/product.md, Tokens: pool, limits and minimum): limits →
+    DISABLED_USER_TOKENS, the rest back to the pool."""
     if not _set_paid(
         actor=actor,
         organization=user.organization,

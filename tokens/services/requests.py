@@ -1,14 +1,14 @@
-"""Token requests (SPEC §7): a member asks for more tokens of one type, an admin
-approves (any amount ≥ 1, as far as the pool allows) or denies, and the organization's
-auto-approval rule may approve small requests on submission.
+"""Token requests (docs/product.md, Token Requests): a member asks for more tokens of
+one type, an admin approves (any amount ≥ 1, as far as the pool allows) or denies, and
+the organization's auto-approval rule may approve small requests on submission.
 
 Locks: a decision locks the request row first (approve then takes the organization
-row and the user's allocations, in DESIGN §5's order), so two admins deciding the same
-request queue on that row and the second finds it decided and is told by whom. A
-submission that may be auto-approved locks the organization, then the allocations, and
-only inserts the request; the rule's per-user limits (tokens a month, approvals in
-24 hours) are counted under that organization lock, so simultaneous submissions are
-counted one after the other. Emails go out after commit.
+row and the user's allocations, in the lock order of docs/architecture.md), so two
+admins deciding the same request queue on that row and the second finds it decided and
+is told by whom. A submission that may be auto-approved locks the organization, then the
+allocations, and only inserts the request; the rule's per-user limits (tokens a month,
+approvals in 24 hours) are counted under that organization lock, so simultaneous
+submissions are counted one after the other. Emails go out after commit.
 """
 
 import datetime as dt

@@ -1,5 +1,5 @@
-"""Retention (SPEC §9, §2: data is kept 3 years): the only path that deletes audit
-or usage events, through the append-only triggers' permit (see migration
+"""Retention (docs/operations.md, Retention: data is kept 3 years): the only path that
+deletes audit or usage events, through the append-only triggers' permit (see migration
 tokens/0004_append_only_triggers).
 
 Usage is pruned by whole months, with the counters and the rollups (daily,

@@ -1,5 +1,6 @@
-"""Management → Token Distribution (SPEC §6): allocation status, presets, the policy
-forms, preview and run, per-user overrides and the rebalancing schedule.
+"""Management → Token Distribution (docs/product.md, Token Distribution): allocation
+status, presets, the policy forms, preview and run, per-user overrides and the
+rebalancing schedule.
 
 One page (``DistributionView``) shows every section; each form posts to its own
 POST-only view, which calls one service of ``tokens.services.distribution`` and

@@ -1,5 +1,5 @@
-"""The public side of the sales flow (SPEC §3): a registered user asks for an
-Enterprise Account; staff decide in /staff/ (tokens/admin.py)."""
+"""The public side of the sales flow (docs/product.md, Sales flow): a registered user
+asks for an Enterprise Account; staff decide in /staff/ (tokens/admin.py)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required

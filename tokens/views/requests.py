@@ -1,5 +1,6 @@
-"""Management → Token Requests (SPEC §7): the admin queue with its tabs, the approve
-and deny forms, the auto-approval rule; and the member's request form on /me/."""
+"""Management → Token Requests (docs/product.md, Token Requests): the admin queue with
+its tabs, the approve and deny forms, the auto-approval rule; and the member's request
+form on /me/."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError

@@ -1,4 +1,5 @@
-"""Management → User Management (SPEC §5): the table, limits, row and bulk actions."""
+"""Management → User Management (docs/product.md, User Management): the table, limits,
+row and bulk actions."""
 
 import dataclasses
 

@@ -6,7 +6,7 @@ from tokens.ledger import check_ledger, ledger_scope
 
 class Command(BaseCommand):
     help = (
-        "Verify the ledger invariants of DESIGN §4: allocated ≤ pool, limits = their "
+        "Verify the ledger invariants: allocated ≤ pool, limits = their "
         "changes, counters = usage events and open holds, daily rollups = events, "
         "organization daily and monthly rollups = daily rollups, "
         "unique ids, audited changes and the platform minimum. Prints each violation "

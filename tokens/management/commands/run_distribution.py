@@ -40,7 +40,7 @@ def _counts(summary: dict) -> str:
 class Command(BaseCommand):
     help = (
         "Run the auto-rebalancing schedule of every active organization whose run is "
-        "due (SPEC §6.9): the latest due time (daily, weekly or monthly at the "
+        "due: the latest due time (daily, weekly or monthly at the "
         "policy's hour, UTC) at or before now, after the organization's activation, "
         "that has no run yet. A run reclaims (when reclamation is on), then raises "
         "users below the floor. Each due time runs exactly once, even when two "

@@ -1,5 +1,5 @@
-"""The demo data set of ``make run`` (SPEC §11), built through the services so it
-obeys every rule the product does (``check_ledger`` passes after it).
+"""The demo data set of ``make run`` (docs/operations.md, Commands), built through the
+services so it obeys every rule the product does (``check_ledger`` passes after it).
 
 Idempotent: the organization, users and models are found by name, email and key;
 a purchase is recorded only when the pool cannot cover the allocations; a limit is

@@ -1,7 +1,8 @@
-"""The distribution policy engine (SPEC §6): presets, floors and ceilings,
-auto-increase, reclamation, per-user overrides, runs and the rebalancing schedule.
+"""The distribution policy engine (docs/product.md, Token Distribution): presets, floors
+and ceilings, auto-increase, reclamation, per-user overrides, runs and the rebalancing
+schedule.
 
-Rules decided here (one line each in the README):
+Rules decided here (each stated in docs/product.md, Token Distribution):
 
 - A run works per token type, in this order: (1) reclamation, when on, so the
   tokens it frees can fund the floors; (2) raise paid, unbanned users below their
@@ -11,10 +12,10 @@ Rules decided here (one line each in the README):
 - A user's floor is the override's floor when set, else the policy's floor for the
   type, capped by the user's ceiling, and never below the platform minimum
   (MIN_USER_TOKENS): the platform's own changes never leave a paid, active user
-  under the minimum (DESIGN §4 invariant 10). For the same reason a partial floor
-  raise that would still end under the minimum is not made (the user keeps their
-  limit, the shortfall is reported, the pool goes to the next user), and the equal
-  share goes only to users at or above the minimum.
+  under the minimum (invariant 10, docs/architecture.md). For the same reason a partial
+  floor raise that would still end under the minimum is not made (the user keeps their
+  limit, the shortfall is reported, the pool goes to the next user), and the equal share
+  goes only to users at or above the minimum.
 - The ceiling is the override's ceiling when set, else the policy's (None =
   unlimited).
 - Reclamation: max(floor, peak monthly usage in the lookback × (1 + headroom %),

@@ -1,6 +1,6 @@
-"""Auto-increase (SPEC §6.4), called from usage recording inside the usage
-batch's transaction: one query finds the counters past their organization's
-lowest trigger; organizations are locked only when an increase is due.
+"""Auto-increase (docs/product.md, Token Distribution, auto-increase), called from usage
+recording inside the usage batch's transaction: one query finds the counters past their
+organization's lowest trigger; organizations are locked only when an increase is due.
 
 Lock order (``tokens/locks.py``): the organization and the allocations come
 before the holds and counters the batch has already locked when it finds an
@@ -93,7 +93,8 @@ def _bump_rate(policy: DistributionPolicy, reached: Decimal) -> Decimal:
 
 
 def _bump(policy: DistributionPolicy, reached: Decimal, limit: int, free: int) -> int:
-    """The bump before the ceiling and pool caps (SPEC §6.4, the four modes)."""
+    """The bump before the ceiling and pool caps (docs/product.md, Token
+    Distribution: the four bump modes)."""
     rate = _bump_rate(policy, reached)
     if policy.bump_mode == BumpMode.FLAT:
         return int(rate)
@@ -375,7 +376,8 @@ def auto_increase_for_batch(
     *,
     now: dt.datetime | None = None,
 ) -> int:
-    """Raise the limits of the counters a usage batch just increased (SPEC §6.4).
+    """Raise the limits of the counters a usage batch just increased (docs/product.md,
+    Token Distribution, auto-increase).
 
     Called inside the batch's transaction, after the counters were updated, with
     their (user_id, token_type, period) keys and the organizations the batch

@@ -1,5 +1,5 @@
-"""Per-user overrides of the distribution policy (SPEC §6): an own floor and/or
-ceiling, exemptions from auto-increase and reclamation, a note."""
+"""Per-user overrides of the distribution policy (docs/product.md, Token Distribution):
+an own floor and/or ceiling, exemptions from auto-increase and reclamation, a note."""
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction

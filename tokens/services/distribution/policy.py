@@ -1,5 +1,5 @@
-"""The organization's distribution policy (SPEC §6): the presets, creating the
-policy, applying a preset and changing settings."""
+"""The organization's distribution policy (docs/product.md, Token Distribution): the
+presets, creating the policy, applying a preset and changing settings."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -186,8 +186,8 @@ def _save_policy(
 def policy_apply_preset(
     *, actor: User | None, organization: Organization, preset: str
 ) -> DistributionPolicy:
-    """Fill the policy with a preset's numbers (SPEC §6). Custom keeps the current
-    values and only changes the badge."""
+    """Fill the policy with a preset's numbers (docs/product.md, Token Distribution).
+    Custom keeps the current values and only changes the badge."""
     ensure_can_manage(actor, organization)
     if preset not in Preset.values:
         raise ValidationError(

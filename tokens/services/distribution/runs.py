@@ -1,6 +1,6 @@
-"""Distribution runs (SPEC §6): the plan (the Preview, reads only) and the run
-that applies it under the locks. Reclamation, floors and the equal share, in the
-order and with the rules of the package docstring."""
+"""Distribution runs (docs/product.md, Token Distribution): the plan (the Preview, reads
+only) and the run that applies it under the locks. Reclamation, floors and the equal
+share, in the order and with the rules of the package docstring."""
 
 import datetime as dt
 from collections import defaultdict

@@ -1,5 +1,5 @@
-"""The rebalancing schedule (SPEC §6): due times and the scheduled runs, once
-per organization and due time."""
+"""The rebalancing schedule (docs/product.md, Token Distribution): due times and the
+scheduled runs, once per organization and due time."""
 
 import datetime as dt
 import logging

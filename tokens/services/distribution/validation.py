@@ -1,5 +1,5 @@
-"""Validation of the distribution policy's settings (SPEC §6): each value on its
-own, then the rules across fields."""
+"""Validation of the distribution policy's settings (docs/product.md, Token
+Distribution): each value on its own, then the rules across fields."""
 
 from decimal import Decimal, InvalidOperation
 from itertools import pairwise

@@ -1,5 +1,5 @@
-"""Metering for the gateway (SPEC §10, DESIGN §5): authorize, usage, release,
-expiry.
+"""Metering for the gateway (docs/gateway-api.md; docs/architecture.md, Concurrency and
+locks): authorize, usage, release, expiry.
 
 - An authorization is a conditional update of the user's counter row
   (used + held + n ≤ limit) plus a hold; users never contend with each other and the

@@ -198,10 +198,10 @@ def _authorize(
 def _reserve(
     org_id: int, user_id: int, token_type: str, period: dt.date, tokens: int
 ) -> int | None:
-    """The conditional update of DESIGN §5 on the user's counter in ``org_id``:
-    held += tokens where used + held + tokens ≤ limit (the limit in that
-    organization). Returns the tokens remaining after it, None when nothing was
-    updated (no counter row, or not enough left)."""
+    """The conditional update (docs/architecture.md, Concurrency and locks) on the
+    user's counter in ``org_id``: held += tokens where used + held + tokens ≤ limit (the
+    limit in that organization). Returns the tokens remaining after it, None when
+    nothing was updated (no counter row, or not enough left)."""
     qn = connection.ops.quote_name
     counters = qn(UsageCounter._meta.db_table)
     limit = (

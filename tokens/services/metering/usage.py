@@ -167,8 +167,8 @@ def _record_batch(
     released = _close_holds(list(settling.values()), Hold.Status.SETTLED, now)
     _add_usage(recorded, released)
     if recorded:
-        # Auto-increase (SPEC §6.4) in the same transaction, on the counters just
-        # updated: one query when nothing fires.
+        # Auto-increase (docs/product.md, Token Distribution, auto-increase) in the same
+        # transaction, on the counters just updated: one query when nothing fires.
         auto_increase_for_batch(
             sorted(
                 {
