@@ -3,6 +3,7 @@ expire holds) and the upsert SQL they and the usage batch share."""
 
 import datetime as dt
 from collections import defaultdict
+from functools import cache
 
 from django.db import connection
 
@@ -112,6 +113,13 @@ def _expire_due(queryset, now: dt.datetime) -> int:
 # --- upsert SQL (counters, rollups, and the events' insert) ------------------------
 
 
+@cache
+def _array_casts(model, columns: tuple[str, ...]) -> str:
+    """``%s::type[]`` for each column (the same for every batch: computed once)."""
+    by_column = {f.column: f for f in model._meta.concrete_fields}
+    return ", ".join(f"%s::{by_column[c].db_type(connection)}[]" for c in columns)
+
+
 def _rows_source(model, columns: list[str], rows: list[list]) -> tuple[str, list]:
     """The rows to INSERT, as SQL and parameters. On PostgreSQL one array per
     column, ``SELECT * FROM unnest(%s::type[], …)``: a short statement with a
@@ -119,8 +127,7 @@ def _rows_source(model, columns: list[str], rows: list[list]) -> tuple[str, list
     has 17,000 placeholders, which the driver parses again on every call). Elsewhere
     a VALUES list. ``rows`` are in the order to insert (and to lock) them."""
     if connection.vendor == "postgresql":
-        by_column = {f.column: f for f in model._meta.concrete_fields}
-        casts = ", ".join(f"%s::{by_column[c].db_type(connection)}[]" for c in columns)
+        casts = _array_casts(model, tuple(columns))
         arrays = [list(column) for column in zip(*rows, strict=True)]
         return f"SELECT * FROM unnest({casts})", arrays  # noqa: S608
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"

@@ -11,6 +11,7 @@ Everything rarer (a retried request, a refusal's details) stays with the ORM.
 """
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import connection
 
@@ -115,6 +116,34 @@ def member_and_model(email: str, model_key: str) -> tuple[Member, ModelCheck] | 
         return None
     row = rows[0]
     return _member(row), ModelCheck(row[7], bool(row[8]), bool(row[9]))
+
+
+@dataclass(frozen=True)
+class Rated:
+    """A model as a usage event needs it: its id and its rates."""
+
+    pk: int
+    input_rate: Decimal
+    output_rate: Decimal
+
+
+def rated_models(keys: set[str]) -> dict[str, Rated]:
+    """The models with these keys (active or not: usage of a retired model is
+    still charged), by key. The rates are read as text, so they come back as the
+    exact decimals on every database."""
+    if not keys:
+        return {}
+    ordered = sorted(keys)
+    key = _qn("key")
+    return {
+        k: Rated(pk, Decimal(i), Decimal(o))
+        for pk, k, i, o in _rows(
+            f"SELECT id, {key}, CAST(input_rate AS TEXT), "  # noqa: S608
+            f"CAST(output_rate AS TEXT) FROM {_table(AIModel)} "
+            f"WHERE {key} IN ({_in(ordered)})",
+            ordered,
+        )
+    }
 
 
 # --- holds ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from asksage_admin.lib.periods import period_of
 from tokens.locks import LockFirst, lock_holds
 from tokens.models import (
     ORG_DAILY_STRIPES,
-    AIModel,
     DailyUsage,
     Hold,
     MonthlyUsage,
@@ -89,10 +88,7 @@ def _record_batch(
     live = [ev for ev in parsed if ev.error is None]
     emails = {canonical_email(ev.raw["user"]) for ev in live}
     users = hot.members(emails)
-    models = {
-        m.key: m
-        for m in AIModel.objects.filter(key__in={ev.raw["model"] for ev in live})
-    }
+    models = hot.rated_models({ev.raw["model"] for ev in live})
     if first:
         # Steps 1 and 3 of the lock order, before the holds (4) and counters (5).
         lock_for_auto_increase(first, list(users.values()))
