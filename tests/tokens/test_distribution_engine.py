@@ -654,12 +654,20 @@ def test_usage_below_the_trigger_costs_one_query(
     use(key, ann, 500_000)
     with django_assert_num_queries(1):
         assert (
-            engine.auto_increase_for_batch([(ann.pk, INF, period_of(timezone.now()))])
+            engine.auto_increase_for_batch(
+                [(ann.pk, INF, period_of(timezone.now()))],
+                organizations={ann.organization_id},
+            )
             == 0
         )
     with django_assert_num_queries(0):
         last = previous_period(period_of(timezone.now()))
-        assert engine.auto_increase_for_batch([(ann.pk, INF, last)]) == 0
+        assert (
+            engine.auto_increase_for_batch(
+                [(ann.pk, INF, last)], organizations={ann.organization_id}
+            )
+            == 0
+        )
 
 
 def test_flat_bump_adds_whole_tokens(acme, boss, key):
@@ -1296,7 +1304,7 @@ def test_the_fast_path_finds_only_counters_past_the_lowest_trigger(acme, key, si
     ann = person(acme, "ann@acme.example", inference=1_000_000)
     period = period_of(timezone.now())
     use(key, ann, 500_000)  # below 90%: the trigger would not even be looked at
-    assert auto_increase._candidates({(ann.pk, INF)}, period) == []
+    assert auto_increase._candidates({acme.pk}, {(ann.pk, INF)}, period) == []
     Allocation.objects.filter(user=ann, token_type=INF).update(limit=555_555)
-    (row,) = auto_increase._candidates({(ann.pk, INF)}, period)  # 90.0001%
+    (row,) = auto_increase._candidates({acme.pk}, {(ann.pk, INF)}, period)  # 90.0001%
     assert (row["user_id"], row["used"], row["limit"]) == (ann.pk, 500_000, 555_555)

@@ -173,6 +173,7 @@ def _record_batch(
                 }
             ),
             locked=first,
+            organizations={ev.organization_id for ev in recorded},
             now=now,
         )
         # The organization-level rows are written by every batch of the
