@@ -9,12 +9,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from asksage_admin.lib.periods import next_period
 from tests.conftest import sign_in
 from tests.edges import EDGES, Edge, at, authorize, build, counter, report
 from tests.factories import AdminFactory, UserFactory
+from tests.races import race
 from tokens.ledger import check_ledger
 from tokens.models import DistributionPolicy, DistributionRun, UsageCounter
 from tokens.services import distribution as engine
@@ -216,12 +217,7 @@ def test_exports_of_a_range_spanning_the_year_edge(year_end, time_machine):
 # --- the first usage of a month under concurrency ---------------------------------
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="needs PostgreSQL: SQLite serializes all writers, so there is no race",
-)
+@race
 def test_the_first_usage_of_a_month_from_many_clients_creates_one_counter(
     edge, time_machine
 ):

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from accounts.services import service_key_create
@@ -19,19 +19,13 @@ from tests.factories import (
     fund,
     give,
 )
+from tests.races import RACE_MARKS
 from tokens.ledger import check_ledger
 from tokens.models import Allocation, Hold, TokenRequest, UsageCounter, UsageEvent
 from tokens.services import allocation_set_limit, metering
 from tokens.services.requests import auto_approval_rule_update, token_request_submit
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL: SQLite serializes all writers, so there is no race",
-    ),
-]
+pytestmark = RACE_MARKS
 
 
 def run_threads(count: int, work) -> list:

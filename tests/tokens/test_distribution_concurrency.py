@@ -5,26 +5,19 @@ there."""
 import datetime as dt
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import AuditEvent
 from accounts.services import service_key_create
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
+from tests.races import RACE_MARKS
 from tests.tokens.test_concurrency import run_threads
 from tokens.ledger import check_ledger
 from tokens.models import Allocation, AllocationChange, DistributionRun
 from tokens.services import distribution as engine
 from tokens.services import metering
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL: SQLite serializes all writers, so there is no race",
-    ),
-]
+pytestmark = RACE_MARKS
 
 
 @pytest.fixture

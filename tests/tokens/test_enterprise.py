@@ -7,13 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Sum
 from django.urls import reverse
 
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
 from tests.conftest import sign_in
 from tests.factories import AdminFactory, OrganizationFactory, UserFactory, fund, give
+from tests.races import race
 from tokens import selectors
 from tokens.models import Allocation, AllocationChange, Purchase
 from tokens.services import (
@@ -628,21 +629,6 @@ def test_the_last_admin_cannot_be_removed(funded_org, sales_user):
 # --- concurrency (PostgreSQL) ---------------------------------------------------------
 
 
-def postgres_threads(test):
-    """Real threads against PostgreSQL; SQLite serializes writers, so no race."""
-    for mark in (
-        pytest.mark.postgres,
-        pytest.mark.django_db(transaction=True),
-        pytest.mark.skipif(
-            connection.vendor != "postgresql",
-            reason="needs PostgreSQL: SQLite serializes all writers, so there is "
-            "no race",
-        ),
-    ):
-        test = mark(test)
-    return test
-
-
 def run_threads(count: int, work) -> list:
     """Run ``work(i)`` in ``count`` threads released together; each returns its
     result or the message of the ValidationError it met."""
@@ -661,7 +647,7 @@ def run_threads(count: int, work) -> list:
         return list(pool.map(task, range(count)))
 
 
-@postgres_threads
+@race
 def test_concurrent_activations_of_one_request_create_one_organization(
     pending, superuser
 ):
@@ -680,7 +666,7 @@ def test_concurrent_activations_of_one_request_create_one_organization(
     assert AuditEvent.objects.filter(action=Action.ORG_ACTIVATED).count() == 1
 
 
-@postgres_threads
+@race
 def test_concurrent_activations_sharing_a_user_let_only_one_win(superuser):
     shared = registered("shared@initech.example")
     requests = []
@@ -713,7 +699,7 @@ def test_concurrent_activations_sharing_a_user_let_only_one_win(superuser):
     )
 
 
-@postgres_threads
+@race
 def test_concurrent_submissions_leave_one_pending_request(requester, colleague):
     results = run_threads(
         3,

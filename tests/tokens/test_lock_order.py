@@ -20,6 +20,7 @@ from accounts.models import AuditEvent
 from accounts.services import service_key_create
 from tests.conftest import ApiClient
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
+from tests.races import RACE_MARKS
 from tokens.ledger import check_ledger
 from tokens.models import (
     Allocation,
@@ -32,14 +33,7 @@ from tokens.services import distribution as engine
 from tokens.services import metering
 from tokens.services.metering import _common
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL: SQLite serializes all writers, so there is no race",
-    ),
-]
+pytestmark = RACE_MARKS
 
 DEADLOCK = "40P01"
 

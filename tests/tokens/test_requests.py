@@ -26,6 +26,7 @@ from tests.factories import (
     fund,
     give,
 )
+from tests.races import race
 from tokens.ledger import check_ledger
 from tokens.models import (
     Allocation,
@@ -734,23 +735,6 @@ def run_threads(count: int, work) -> list:
         return list(pool.map(task, range(count)))
 
 
-def postgres_only(test):
-    """Real threads need PostgreSQL; SQLite serializes writers (no race to test)."""
-    for mark in reversed(
-        [
-            pytest.mark.postgres,
-            pytest.mark.django_db(transaction=True),
-            pytest.mark.skipif(
-                connection.vendor != "postgresql",
-                reason="needs PostgreSQL: SQLite serializes all writers, so there "
-                "is no race",
-            ),
-        ]
-    ):
-        test = mark(test)
-    return test
-
-
 def _outcome(call):
     try:
         call()
@@ -759,7 +743,7 @@ def _outcome(call):
     return "ok"
 
 
-@postgres_only
+@race
 @pytest.mark.parametrize("deny_second", [False, True])
 def test_two_admins_deciding_at_once_one_wins(deny_second):
     org = OrganizationFactory()
@@ -801,7 +785,7 @@ def test_two_admins_deciding_at_once_one_wins(deny_second):
     assert check_ledger() == []
 
 
-@postgres_only
+@race
 def test_two_simultaneous_submissions_make_one_pending_request():
     org = OrganizationFactory()
     fund(org)
