@@ -106,18 +106,33 @@ def snapshot() -> dict:
 
 class FailMidway:
     """An execute wrapper: after a statement containing each of ``after`` has run,
-    the next statement containing ``then`` raises ``error`` instead of running."""
+    the next statement containing ``then`` raises ``error`` instead of running.
+
+    Statements the gateway sends together in one round trip
+    (``hot.run_together``: joined by ";\n", a placeholder per parameter) are
+    looked at one by one: when the failure strikes inside such a batch, the
+    statements before it run (one by one) and then the error is raised, as it
+    could be were they sent apart."""
 
     def __init__(self, *, after: list[str], then: str, error: Exception):
         self.pending, self.then, self.error = list(after), then, error
         self.fired = False
 
     def __call__(self, execute, sql, params, many, context):
-        if not self.fired and not self.pending and self.then in sql:
-            self.fired = True
-            raise self.error
+        parts = [sql] if many else sql.split(";\n")
+        pending = list(self.pending)
+        for i, part in enumerate(parts):
+            if not self.fired and not pending and self.then in part:
+                rest = list(params)
+                for before in parts[:i]:  # run what precedes the failure
+                    n = before.count("%s")
+                    execute(before, rest[:n], many, context)
+                    rest = rest[n:]
+                self.fired = True
+                raise self.error
+            pending = [fragment for fragment in pending if fragment not in part]
         result = execute(sql, params, many, context)
-        self.pending = [fragment for fragment in self.pending if fragment not in sql]
+        self.pending = pending
         return result
 
 
@@ -285,12 +300,12 @@ EVENTS_WRITTEN = f"INSERT INTO {table(UsageEvent)}"
     [
         # the events are inserted; the counters fail
         ([EVENTS_WRITTEN], table(UsageCounter)),
-        # events and counters written; the daily rollups fail
+        # events and counters written; auto-increase's look-up of the counters
+        # just raised fails
+        ([EVENTS_WRITTEN, table(UsageCounter)], "WITH hot AS"),
+        # all that and auto-increase done; the daily rollups fail
         ([EVENTS_WRITTEN, table(UsageCounter)], table(DailyUsage)),
-        # events, counters and daily rollups written; the next statement
-        # (auto-increase) fails
-        ([EVENTS_WRITTEN, table(UsageCounter), table(DailyUsage)], ""),
-        # all that and auto-increase done; the monthly rollups fail
+        # and the daily rollups written; the monthly rollups fail
         (
             [EVENTS_WRITTEN, table(UsageCounter), table(DailyUsage)],
             table(MonthlyUsage),
@@ -306,7 +321,7 @@ EVENTS_WRITTEN = f"INSERT INTO {table(UsageEvent)}"
             table(OrgDailyUsage),
         ),
     ],
-    ids=["counters", "rollups", "auto-increase", "monthly-rollups", "org-rollups"],
+    ids=["counters", "auto-increase", "rollups", "monthly-rollups", "org-rollups"],
 )
 @pytest.mark.parametrize(
     ("error", "status", "code"),

@@ -75,16 +75,16 @@ def test_a_batch_with_an_increase_due_locks_the_organization_before_the_holds(wo
     calls: list = []
     with (
         spy(usage_module, "lock_for_auto_increase", calls),
-        spy(usage_module, "lock_holds", calls),
+        spy(usage_module, "lock_holds_sql", calls),
     ):
         result = report(key, user, "ev-1", 85_000, hold_id=hold.pk)
     assert result.count("recorded") == 1
     # First run: holds locked, increase found due, rolled back; second run: the
     # organization and allocations first, then the holds.
     assert [name for name, _r in calls] == [
-        "lock_holds",
+        "lock_holds_sql",
         "lock_for_auto_increase",
-        "lock_holds",
+        "lock_holds_sql",
     ]
     assert (
         AllocationChange.objects.filter(

@@ -112,13 +112,12 @@ def resolve_user(key: ServiceKey, email: str) -> Member:
 
 
 def resolve_user_and_model(
-    key: ServiceKey, email: str, model_key: str
+    key: ServiceKey, model_key: str, found: tuple[Member, hot.ModelCheck] | None
 ) -> tuple[Member, int]:
-    """The user and the model (its id) of an authorization, in one statement: the
-    user with the model's id if it is active, and the organization's
-    allowed-models check (none listed = every model allowed). The user's refusals
-    come first, then the model's."""
-    found = hot.member_and_model(canonical_email(email), model_key)
+    """The user and the model (its id) of an authorization, read by
+    ``hot.member_and_model_sql``: the user with the model's id if it is active, and
+    the organization's allowed-models check (none listed = every model allowed).
+    The user's refusals come first, then the model's."""
     user, model = found if found else (None, None)
     refusal = _user_refusal(key, user)
     if refusal:

@@ -24,78 +24,100 @@ def _ensure_counters(keys: set[tuple[int, int, str, dt.date]]) -> None:
 
 
 def _update_counters(
-    used: dict[tuple, int] | None = None, released: dict[tuple, int] | None = None
+    used: dict[tuple, int] | None = None,
+    released: dict[tuple, int] | None = None,
+    *,
+    closing: hot.Statement | None = None,
 ) -> None:
     """Add ``used`` and subtract ``released`` (held tokens) on counter rows keyed
     (organization, user, type, period), each organization's own (a hold opened
     before its user moved gives its tokens back to the organization that opened
-    it): one upsert creates missing rows and adds ``used``, locking every row in key
-    order; then, when holds were closed, one UPDATE takes their tokens off ``held``
-    (rows this transaction already locked)."""
-    used, released = used or {}, released or {}
+    it), after ``closing`` (the statement closing the holds released), all in one
+    round trip (``hot.run_together``)."""
+    statements, settled = _counter_statements(used or {}, released or {})
+    results = hot.run_together(closing, *statements)
+    if settled is not None:
+        changed = sum(r.rowcount for r in results[-len(statements) :])
+        if changed != settled:
+            # A hold without its counter breaks invariant 4: refuse the whole
+            # transaction rather than lose the usage.
+            raise RuntimeError(
+                f"{settled - changed} counter row(s) of closed holds missing"
+            )
+
+
+def _counter_statements(
+    used: dict[tuple, int], released: dict[tuple, int]
+) -> tuple[list[hot.Statement], int | None]:
+    """The statements of :func:`_update_counters`, and the number of rows the
+    settlement's UPDATEs must change (None when the rows are upserted).
+
+    The gateway's common case: every counter to change has a hold being closed on
+    it, so every row exists (the hold was reserved on it): one UPDATE per row, in
+    key order, adds ``used`` and takes the hold's tokens off ``held``. Otherwise
+    one upsert creates missing rows and adds ``used``, locking every row in key
+    order; then, when holds were closed, one UPDATE per row takes their tokens
+    off ``held`` (rows this transaction already locked)."""
+    table = connection.ops.quote_name(UsageCounter._meta.db_table)
+    where = (
+        "WHERE organization_id = %s AND user_id = %s AND token_type = %s "
+        "AND period = %s"
+    )
     if released and used.keys() <= released.keys():
-        _settle_counters(used, released)
-        return
+        keys = sorted(released)
+        return (
+            [
+                (
+                    f"UPDATE {table} SET used = used + %s, held = held - %s {where}",  # noqa: S608
+                    [used.get(k, 0), released[k], *k[:3], _sql_value(k[3])],
+                )
+                for k in keys
+            ],
+            len(keys),
+        )
     rows: dict[tuple, dict[str, int]] = {}
     for key, n in [*used.items(), *((k, 0) for k in released)]:
         rows.setdefault(key, {"used": 0, "held": 0})["used"] += n
     if not rows:
-        return
-    _case_update(
+        return [], None
+    upsert = _upsert_sql(
         UsageCounter,
         ("user_id", "token_type", "period"),
         rows,
         by_organization=True,
     )
-    if released:
-        table = connection.ops.quote_name(UsageCounter._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET held = held - %s "  # noqa: S608
-                "WHERE organization_id = %s AND user_id = %s AND token_type = %s "
-                "AND period = %s",
-                [
-                    (n, o, u, t, _sql_value(p))
-                    for (o, u, t, p), n in sorted(released.items())
-                ],
+    return [
+        upsert,
+        *(
+            (
+                f"UPDATE {table} SET held = held - %s {where}",  # noqa: S608
+                [n, o, u, t, _sql_value(p)],
             )
+            for (o, u, t, p), n in sorted(released.items())
+        ),
+    ], None
 
 
-def _settle_counters(used: dict[tuple, int], released: dict[tuple, int]) -> None:
-    """The gateway's common case: every counter to change has a hold being closed
-    on it, so every row exists (the hold was reserved on it). One UPDATE per row,
-    in key order, adds ``used`` and takes the hold's tokens off ``held`` (one
-    statement for a one-event settlement instead of an upsert and an UPDATE)."""
-    table = connection.ops.quote_name(UsageCounter._meta.db_table)
-    keys = sorted(released)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET used = used + %s, held = held - %s "  # noqa: S608
-            "WHERE organization_id = %s AND user_id = %s AND token_type = %s "
-            "AND period = %s",
-            [(used.get(k, 0), released[k], *k[:3], _sql_value(k[3])) for k in keys],
-        )
-        if cursor.rowcount != len(keys):
-            # A hold without its counter breaks invariant 4: refuse the whole
-            # transaction rather than lose the usage.
-            raise RuntimeError(
-                f"{len(keys) - cursor.rowcount} counter row(s) of closed holds missing"
-            )
-
-
-def _close_holds(holds: list[dict], status: str, now: dt.datetime) -> dict:
-    """Mark open holds closed; returns the held tokens to take off each counter."""
+def _released(holds) -> dict[tuple, int]:
+    """The held tokens closing these holds takes off each counter."""
     released: dict[tuple, int] = defaultdict(int)
-    if not holds:
-        return released
-    hot.close_holds([h["id"] for h in holds], status, now)
     for h in holds:
         key = (h["organization_id"], h["user_id"], h["token_type"], h["period"])
         released[key] += h["tokens"]
     return released
 
 
-_HOLD_FIELDS = ("id", "organization_id", "user_id", "token_type", "period", "tokens")
+def _close_holds(holds: list[dict], status: str, now: dt.datetime) -> dict:
+    """Mark open holds closed and take their tokens off their counters."""
+    released = _released(holds)
+    _update_counters(
+        released=released,
+        closing=hot.close_holds_sql([h["id"] for h in holds], status, now),
+    )
+    return released
+
+
+_HOLD_FIELDS = hot.HOLD_COLUMNS
 
 
 def _expire_due(queryset, now: dt.datetime) -> int:
@@ -106,7 +128,7 @@ def _expire_due(queryset, now: dt.datetime) -> int:
             queryset.filter(status=Hold.Status.OPEN, expires_at__lte=now)
         ).values(*_HOLD_FIELDS)
     )
-    _update_counters(released=_close_holds(due, Hold.Status.EXPIRED, now))
+    _close_holds(due, Hold.Status.EXPIRED, now)
     return len(due)
 
 
@@ -141,14 +163,19 @@ def _sql_value(value):
     return value
 
 
-def _case_update(
+def _case_update(model, unique: tuple[str, ...], rows, **options) -> None:
+    """Run :func:`_upsert_sql` (nothing when there are no rows)."""
+    hot.run_together(_upsert_sql(model, unique, rows, **options))
+
+
+def _upsert_sql(
     model,
     unique: tuple[str, ...],
     rows: dict[tuple, dict[str, int]],
     *,
     by_organization: bool = False,
     greatest: tuple[str, ...] = (),
-) -> None:
+) -> hot.Statement | None:
     """One statement adding per-row amounts to integer columns of rows keyed
     (organization, *unique): INSERT … VALUES … ON CONFLICT (unique) DO UPDATE SET
     col = col + excluded.col. Missing rows are created with the amounts; the VALUES
@@ -160,7 +187,7 @@ def _case_update(
     NULLs, SQLite's MAX(a, b) is NULL when either is, so each side falls back on
     the other. A missing value is 0, or NULL for a ``greatest`` column."""
     if not rows:
-        return
+        return None
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     amounts = sorted({c for values in rows.values() for c in values})
@@ -195,5 +222,4 @@ def _case_update(
         f"{source} "
         f"ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {updates}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params

@@ -28,7 +28,6 @@ from tokens.services.metering.counters import (
     _ensure_counters,
     _expire_due,
     _sql_value,
-    _update_counters,
 )
 
 
@@ -129,9 +128,15 @@ def _authorize(
     request_id: str,
     expire_first: bool,
 ) -> Authorization:
-    existing_id = hot.hold_id_for(key.pk, request_id)
-    if existing_id is not None:  # a retry: the same request_id returns its hold
-        existing = Hold.objects.select_related("user").get(pk=existing_id)
+    # Whether this request_id was seen, the user and the model: one round trip.
+    existing, member = hot.run_together(
+        hot.hold_id_sql(key.pk, request_id),
+        hot.member_and_model_sql(canonical_email(user_email), model_key),
+    )
+    if existing.rows:  # a retry: the same request_id returns its hold
+        existing = Hold.objects.select_related("user").get(
+            pk=hot.uuid_of(existing.rows[0][0])
+        )
         if (
             existing.user.email != canonical_email(user_email)
             or existing.tokens != tokens
@@ -148,7 +153,9 @@ def _authorize(
                 existing.organization_id, existing.user_id, token_type, existing.period
             ),
         )
-    user, model_id = resolve_user_and_model(key, user_email, model_key)
+    user, model_id = resolve_user_and_model(
+        key, model_key, hot.member_and_model_of(member.rows)
+    )
     now = timezone.now()
     period = period_of(now)
     # The hold first: the counter row, which every request of this user
@@ -166,8 +173,9 @@ def _authorize(
         expires_at=now + dt.timedelta(seconds=settings.HOLD_TTL_SECONDS),
         created_at=now,
     )
-    hot.insert(hold)
+    insert = hot.insert_sql(hold)
     if expire_first:
+        hot.run_together(insert)
         # Not enough left, or no counter yet this month: give back this user's
         # holds past their time (lazy expiry: a stale hold matters only when
         # its tokens are needed, so a granted request skips this query), create
@@ -180,7 +188,12 @@ def _authorize(
             now,
         )
         _ensure_counters({(user.organization_id, user.pk, token_type, period)})
-    granted = _reserve(user.organization_id, user.pk, token_type, period, tokens)
+        insert = None
+    # The hold and the reservation: one round trip.
+    granted = _reserve(
+        user.organization_id, user.pk, token_type, period, tokens, after=insert
+    )
+    hot.inserted(hold)
     if granted is None and not expire_first:
         raise _ExpireFirst
     if granted is None:
@@ -196,12 +209,19 @@ def _authorize(
 
 
 def _reserve(
-    org_id: int, user_id: int, token_type: str, period: dt.date, tokens: int
+    org_id: int,
+    user_id: int,
+    token_type: str,
+    period: dt.date,
+    tokens: int,
+    *,
+    after: hot.Statement | None = None,
 ) -> int | None:
     """The conditional update (docs/architecture.md, Concurrency and locks) on the
     user's counter in ``org_id``: held += tokens where used + held + tokens ≤ limit (the
     limit in that organization). Returns the tokens remaining after it, None when
-    nothing was updated (no counter row, or not enough left)."""
+    nothing was updated (no counter row, or not enough left). ``after``: a
+    statement to run first, in the same round trip."""
     qn = connection.ops.quote_name
     counters = qn(UsageCounter._meta.db_table)
     limit = (
@@ -217,12 +237,12 @@ def _reserve(
         f"RETURNING used, held, {limit}"
     )
     key = (org_id, user_id, token_type)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (tokens, *key, _sql_value(period), tokens, *key, *key))
-        row = cursor.fetchone()
-    if row is None:
+    *_, reserved = hot.run_together(
+        after, (sql, [tokens, *key, _sql_value(period), tokens, *key, *key])
+    )
+    if not reserved.rows:
         return None
-    used, held, limit_value = row
+    used, held, limit_value = reserved.rows[0]
     return max(0, (limit_value or 0) - used - held)
 
 
@@ -250,9 +270,7 @@ def hold_release(*, key: ServiceKey, hold_id) -> int:
         hold = _scoped_hold(key, hold_id)
         if hold["status"] != Hold.Status.OPEN:
             return 0
-        _update_counters(
-            released=_close_holds([hold], Hold.Status.RELEASED, timezone.now())
-        )
+        _close_holds([hold], Hold.Status.RELEASED, timezone.now())
         return hold["tokens"]
 
 

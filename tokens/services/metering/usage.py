@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.emails import canonical_email
 from accounts.models import ServiceKey
 from asksage_admin.lib.periods import period_of
-from tokens.locks import LockFirst, lock_holds
+from tokens.locks import LockFirst
 from tokens.models import (
     ORG_DAILY_STRIPES,
     DailyUsage,
@@ -34,10 +34,9 @@ from tokens.services.metering._common import (
     with_retries,
 )
 from tokens.services.metering.counters import (
-    _HOLD_FIELDS,
-    _case_update,
-    _close_holds,
+    _released,
     _update_counters,
+    _upsert_sql,
 )
 from tokens.services.metering.events import (
     UsageResult,
@@ -47,6 +46,7 @@ from tokens.services.metering.events import (
     _insert_events,
     _parse_event,
 )
+from tokens.services.metering.hot import lock_holds_sql
 
 
 @with_retries
@@ -87,22 +87,22 @@ def _record_batch(
 
     live = [ev for ev in parsed if ev.error is None]
     emails = {canonical_email(ev.raw["user"]) for ev in live}
-    users = hot.members(emails)
-    models = hot.rated_models({ev.raw["model"] for ev in live})
+    hold_ids = sorted({ev.hold_id for ev in live if ev.hold_id})
+    # The users, the models and the holds (locked: step 4 of the lock order) in
+    # one round trip, unless an earlier run found an auto-increase due: then steps
+    # 1 and 3 come first, between the reads and the holds.
+    users_read, models_read, holds_read = hot.run_together(
+        hot.members_sql(emails),
+        hot.rated_models_sql({ev.raw["model"] for ev in live}),
+        None if first else lock_holds_sql(hold_ids),
+    )
+    users = hot.members_of(users_read.rows)
+    models = hot.rated_models_of(models_read.rows)
     if first:
         # Steps 1 and 3 of the lock order, before the holds (4) and counters (5).
         lock_for_auto_increase(first, list(users.values()))
-    hold_ids = sorted({ev.hold_id for ev in live if ev.hold_id})
-    holds = (
-        {
-            h["id"]: h
-            for h in lock_holds(Hold.objects.filter(pk__in=hold_ids)).values(
-                *_HOLD_FIELDS, "status"
-            )
-        }
-        if hold_ids
-        else {}
-    )
+        (holds_read,) = hot.run_together(lock_holds_sql(hold_ids))
+    holds = hot.holds_of(holds_read.rows)
     for ev in live:
         _resolve(key, ev, users, models, holds)
 
@@ -160,8 +160,7 @@ def _record_batch(
         hold = holds.get(ev.hold_id) if ev.hold_id else None
         if hold and hold["status"] == Hold.Status.OPEN and ev.hold_id not in settling:
             settling[ev.hold_id] = hold
-    released = _close_holds(list(settling.values()), Hold.Status.SETTLED, now)
-    _add_usage(recorded, released)
+    _add_usage(recorded, list(settling.values()), now)
     if recorded:
         # Auto-increase (docs/product.md, Token Distribution, auto-increase) in the same
         # transaction, on the counters just updated: one query when nothing fires.
@@ -176,8 +175,9 @@ def _record_batch(
             organizations={ev.organization_id for ev in recorded},
             now=now,
         )
-        # The organization-level rows are written by every batch of the
-        # organization, so they are written last, to be locked only until the commit.
+        # The rollups, in one round trip; the organization-level rows are written
+        # by every batch of the organization, so they are written last, to be
+        # locked only until the commit.
         _add_rollups(recorded)
 
     for ev in parsed:
@@ -254,13 +254,12 @@ def _resolve(
     )
 
 
-def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
-    """Counters (used, and held released by settled holds) and daily rollups for
-    the events this batch wrote."""
-    if not recorded and not released:
+def _add_usage(recorded: list[_Event], settling: list[dict], now) -> None:
+    """Settle the holds and update the counters (used, and held released by the
+    settled holds) for the events this batch wrote, in one round trip."""
+    if not recorded and not settling:
         return
     used: dict[tuple, int] = defaultdict(int)
-    daily: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for ev in recorded:
         used[
             (
@@ -270,36 +269,33 @@ def _add_usage(recorded: list[_Event], released: dict[tuple, int]) -> None:
                 period_of(ev.occurred_at),
             )
         ] += ev.charge
-        cell = daily[
-            (ev.organization_id, ev.user.pk, ev.model.pk, ev.token_type, ev.day)
-        ]
-        cell[0] += ev.charge
-        cell[1] += 1
-
-    _update_counters(used, released)
-    if not daily:
-        return
-    _case_update(
-        DailyUsage,
-        ("user_id", "model_id", "token_type", "day"),
-        {key: {"tokens": cell[0], "events": cell[1]} for key, cell in daily.items()},
-        by_organization=True,
+    _update_counters(
+        used,
+        _released(settling),
+        closing=hot.close_holds_sql(
+            [h["id"] for h in settling], Hold.Status.SETTLED, now
+        ),
     )
 
 
 def _add_rollups(recorded: list[_Event]) -> None:
-    """The organization-level rollups for the events this batch wrote: usage per
-    organization, model, type, day and stripe, and per organization, user and month (one
-    row: each type's tokens, events and last day with usage, and their totals),
-    keyed by the organization the event is recorded under."""
+    """The rollups of the events this batch wrote, in one round trip: usage per
+    organization, user, model, type and day; per organization, user and month
+    (one row: each type's tokens, events and last day with usage, and their
+    totals); and per organization, model, type, day and stripe. Each is keyed by
+    the organization the event is recorded under."""
     if not recorded:
         return
+    daily: dict[tuple, dict[str, int]] = defaultdict(lambda: {"tokens": 0, "events": 0})
     org_daily: dict[tuple, dict[str, int]] = defaultdict(
         lambda: {"tokens": 0, "events": 0}
     )
     monthly: dict[tuple, dict] = {}
     for ev in recorded:
         org, day = ev.organization_id, ev.day
+        cell = daily[(org, ev.user.pk, ev.model.pk, ev.token_type, day)]
+        cell["tokens"] += ev.charge
+        cell["events"] += 1
         stripe = ev.user.pk % ORG_DAILY_STRIPES
         cell = org_daily[(org, day, ev.token_type, ev.model.pk, stripe)]
         cell["tokens"] += ev.charge
@@ -319,19 +315,27 @@ def _add_rollups(recorded: list[_Event]) -> None:
             cell[f"{prefix}events"] += 1
             last = cell[f"{prefix}last_day"]
             cell[f"{prefix}last_day"] = day if last is None else max(last, day)
-    _case_update(
-        MonthlyUsage,
-        ("user_id", "month"),
-        monthly,
-        by_organization=True,
-        greatest=("last_day", "inference_last_day", "embedding_last_day"),
-    )
-    # Last, and striped by user: the batches of the organization's other users
-    # write other rows (unless they share a stripe), each locked only until the
-    # commit.
-    _case_update(
-        OrgDailyUsage,
-        ("day", "token_type", "model_id", "stripe"),
-        org_daily,
-        by_organization=True,
+    hot.run_together(
+        _upsert_sql(
+            DailyUsage,
+            ("user_id", "model_id", "token_type", "day"),
+            daily,
+            by_organization=True,
+        ),
+        _upsert_sql(
+            MonthlyUsage,
+            ("user_id", "month"),
+            monthly,
+            by_organization=True,
+            greatest=("last_day", "inference_last_day", "embedding_last_day"),
+        ),
+        # Last, and striped by user: the batches of the organization's other
+        # users write other rows (unless they share a stripe), each locked only
+        # until the commit.
+        _upsert_sql(
+            OrgDailyUsage,
+            ("day", "token_type", "model_id", "stripe"),
+            org_daily,
+            by_organization=True,
+        ),
     )
