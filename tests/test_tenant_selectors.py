@@ -92,6 +92,8 @@ SELECTORS = {
             w.b, w.mover
         ),
         "auto_approval_rule": lambda w: token_selectors.auto_approval_rule(w.b),
+        "overrides_in": lambda w: token_selectors.overrides_in(w.b),
+        "recent_runs": lambda w: token_selectors.recent_runs(w.b),
     },
     analytics_selectors: {
         "months_between": None,  # dates only

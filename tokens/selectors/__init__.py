@@ -1,6 +1,6 @@
 """Every read of the tokens app, scoped to the organization being viewed, one module
-per subdomain: ``pool``, ``metering``, ``members`` (User Management) and
-``requests`` (Token Requests). Everything public is re-exported here.
+per subdomain: ``pool``, ``metering``, ``distribution``, ``members`` (User
+Management) and ``requests`` (Token Requests). Everything public is re-exported here.
 
 Every selector that reads a tenant table takes that organization (``org``) and
 filters on it, even when it also takes a user: a user who moved keeps their rows in
@@ -9,6 +9,7 @@ those are the other organization's data (``tests/test_tenant_selectors.py`` chec
 every public function of these modules).
 """
 
+from tokens.selectors.distribution import overrides_in, recent_runs
 from tokens.selectors.members import (
     BulkEffect,
     bulk_effect,
@@ -56,9 +57,11 @@ __all__ = [
     "auto_approval_rule",
     "bulk_effect",
     "org_summary",
+    "overrides_in",
     "pending_request_count",
     "pools",
     "purchases_active_in",
+    "recent_runs",
     "recent_usage",
     "token_request_counts",
     "token_requests_for_panel",

@@ -251,7 +251,7 @@ def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return error(404, "not_found", "No such API endpoint.")
 
 
-OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
 @cache
