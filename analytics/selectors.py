@@ -45,6 +45,8 @@ from accounts.models import Organization, User
 from asksage_admin.lib.periods import last_day, next_period, period_of
 from tokens import selectors as token_selectors
 from tokens.models import (
+    TOKEN_TYPES,
+    TYPE_FIELDS,
     Allocation,
     DailyUsage,
     MonthlyUsage,
@@ -54,15 +56,12 @@ from tokens.models import (
     TokenType,
 )
 
-TYPES: tuple[str, ...] = (TokenType.INFERENCE.value, TokenType.EMBEDDING.value)
+TYPES: tuple[str, ...] = TOKEN_TYPES
 # "At most 2 years": 731 days covers any two consecutive years, leap day included.
 MAX_RANGE_DAYS = 731
 TREND_MONTHS = 12
 TOP_USERS = 10
-_POOL_FIELD = {
-    TokenType.INFERENCE.value: "inference_tokens",
-    TokenType.EMBEDDING.value: "embedding_tokens",
-}
+_POOL_FIELD = TYPE_FIELDS
 
 
 def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
