@@ -36,8 +36,7 @@ from tokens.selectors import EXPORT_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
-postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql",
+postgres_only = pytest.mark.postgres(
     reason="SQLite cannot drop a table's UNIQUE or CHECK constraint; the database "
     "itself guarantees this invariant there",
 )

@@ -24,6 +24,7 @@ from tests.factories import (
     fund,
     give,
 )
+from tests.kit import limit
 from tokens.ledger import check_ledger
 from tokens.models import (
     Allocation,
@@ -106,10 +107,6 @@ def use(key, user, tokens: int, token_type: str = INF, when=None) -> None:
         ],
     )
     assert result.count("recorded") == 1, result.results
-
-
-def limit(user, token_type: str = INF) -> int:
-    return Allocation.objects.get(user=user, token_type=token_type).limit
 
 
 def set_policy(org, **changes) -> DistributionPolicy:

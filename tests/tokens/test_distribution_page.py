@@ -10,9 +10,9 @@ from django.utils.html import escape
 
 from accounts.models import AuditEvent
 from tests.factories import UserFactory, fund, give
+from tests.kit import limit
 from tokens.ledger import check_ledger
 from tokens.models import (
-    Allocation,
     AllocationChange,
     DistributionPolicy,
     DistributionRun,
@@ -44,11 +44,6 @@ OVERRIDE = reverse("tokens:distribution_override_set")
 
 def remove_url(user) -> str:
     return reverse("tokens:distribution_override_remove", kwargs={"user_id": user.pk})
-
-
-def limit(user, token_type="inference") -> int:
-    row = Allocation.objects.filter(user=user, token_type=token_type).first()
-    return row.limit if row else 0
 
 
 def events(action) -> int:
