@@ -32,7 +32,7 @@ from tokens.models import (
     UsageCounter,
     UsageEvent,
 )
-from tokens.selectors import EXPORT_COLUMNS
+from tokens.selectors.metering import EXPORT_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
