@@ -2,6 +2,9 @@
 the fixtures of ``tests/conftest.py``, data comes from ``tests/factories.py``).
 
 - ``limit(user, token_type)``: a user's current limit (0 where none was set).
+- ``member(org, email, inference=..., embedding=...)``: a member of ``org`` with
+  those limits: the building block of the files' ``team`` fixtures, whose people
+  and amounts differ with what each file proves.
 - ``run_threads(count, work)``: real threads released together by a barrier.
 - ``race`` / ``RACE_MARKS``: the marks of a test that races real threads:
   PostgreSQL only (the ``postgres`` marker, which ``tests/conftest.py`` skips on
@@ -17,6 +20,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
 
+from accounts.models import User
+from tests.factories import UserFactory, give
 from tokens.models import Allocation
 
 NO_RACE_ON_SQLITE = "SQLite serializes all writers, so there is no race"
@@ -39,6 +44,19 @@ def limit(user, token_type: str = "inference") -> int:
     was set)."""
     row = Allocation.objects.filter(user=user, token_type=token_type).first()
     return row.limit if row else 0
+
+
+def member(
+    org, email: str, *, inference: int = 0, embedding: int = 0, **fields
+) -> User:
+    """A new member of ``org`` (``fields`` for ``UserFactory``) given these limits
+    (inference first; a type left at 0 is not set)."""
+    user = UserFactory(organization=org, email=email, **fields)
+    if inference:
+        give(user, inference)
+    if embedding:
+        give(user, embedding, "embedding")
+    return user
 
 
 def flush_statistics() -> None:
