@@ -1,3 +1,6 @@
+"""Token Distribution (docs/product.md, Token Distribution): the policy, per-user
+overrides and runs."""
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q

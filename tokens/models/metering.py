@@ -1,3 +1,6 @@
+"""Metering (docs/gateway-api.md): the per-user monthly counters, holds, usage
+events, and the daily and monthly rollups kept in the same transaction."""
+
 import uuid
 
 from django.conf import settings

@@ -1,3 +1,6 @@
+"""The pool (docs/product.md, Tokens: pool, limits and minimum): purchases, each
+user's limit per type, and every change of a limit."""
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q

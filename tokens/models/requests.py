@@ -1,3 +1,6 @@
+"""Token Requests (docs/product.md, Token Requests): a user's request for more
+tokens and the organization's auto-approval rule."""
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
