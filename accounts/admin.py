@@ -11,7 +11,7 @@ from accounts.models import AuditEvent, Organization, ServiceKey, User
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    # tokens/admin.py extends this admin (and UserAdmin) with member management,
+    # tokens/admin/members.py extends this admin (and UserAdmin) with member management,
     # which needs the tokens services that accounts may not import
     # (docs/architecture.md, Layers and layout).
     list_display = ["name", "status", "activated_at", "country", "domain"]

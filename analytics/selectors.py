@@ -43,8 +43,9 @@ from django.db.models.functions import Coalesce, TruncMonth
 
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import last_day, next_period, period_of
-from tokens import selectors as token_selectors
 from tokens.models import (
+    TOKEN_TYPES,
+    TYPE_FIELDS,
     Allocation,
     DailyUsage,
     MonthlyUsage,
@@ -53,16 +54,15 @@ from tokens.models import (
     TokenRequest,
     TokenType,
 )
+from tokens.selectors import metering as token_metering
+from tokens.selectors.pool import org_summary
 
-TYPES: tuple[str, ...] = (TokenType.INFERENCE.value, TokenType.EMBEDDING.value)
+TYPES: tuple[str, ...] = TOKEN_TYPES
 # "At most 2 years": 731 days covers any two consecutive years, leap day included.
 MAX_RANGE_DAYS = 731
 TREND_MONTHS = 12
 TOP_USERS = 10
-_POOL_FIELD = {
-    TokenType.INFERENCE.value: "inference_tokens",
-    TokenType.EMBEDDING.value: "embedding_tokens",
-}
+_POOL_FIELD = TYPE_FIELDS
 
 
 def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -366,7 +366,7 @@ def kpis(org: Organization, period: StatsPeriod) -> Kpis:
     """Purchased (the pools of the range's months), allocated and unallocated (now),
     used and active users (in the range), requests pending (now); per type too."""
     types = period.token_types
-    summary = token_selectors.org_summary(org)
+    summary = org_summary(org)
     used = _by_type(
         _org_daily(org, period).values("token_type").annotate(tokens=Sum("tokens"))
     )
@@ -659,8 +659,9 @@ def user_usage_for_export(org: Organization, period: StatsPeriod) -> QuerySet:
 
 def usage_events_for_export(org: Organization, period: StatsPeriod) -> QuerySet:
     """The raw events of the range for the types shown, oldest first, as tuples in
-    ``tokens.selectors.EXPORT_COLUMNS`` order. Lazy: stream it with ``.iterator()``."""
-    events = token_selectors.usage_events_for_export(org, period.start, period.end)
+    ``tokens.selectors.metering.EXPORT_COLUMNS`` order. Lazy: stream it with
+    ``.iterator()``."""
+    events = token_metering.usage_events_for_export(org, period.start, period.end)
     if len(period.token_types) < len(TYPES):
         events = events.filter(token_type__in=period.token_types)
     return events

@@ -107,7 +107,10 @@ class Client:
         """GET a large body, counting its bytes and line ends without keeping it:
         (status, bytes, newlines). The chunked framing is parsed here in large
         blocks (http.client returns one chunk per read, a few µs of Python per
-        chunk, which would make the client, not the server, the bottleneck)."""
+        chunk, which would make the client, not the server, the bottleneck).
+        ``last_chunks`` is then the number of HTTP chunks (0: not chunked) and
+        ``last_ends_with_newline`` whether the body ends with a line end."""
+        self.last_chunks, self.last_ends_with_newline = 0, False
         if params:
             path = f"{path}?{urlencode(params)}"
         for attempt in (1, 2):
@@ -126,6 +129,7 @@ class Client:
             while block := response.read1(1 << 20):
                 size += len(block)
                 newlines += block.count(b"\n")
+                self.last_ends_with_newline = block.endswith(b"\n")
             return response.status, size, newlines
         raw, buffer, size, newlines, pos = response.fp, b"", 0, 0, 0
         finished = False
@@ -148,6 +152,8 @@ class Client:
                     break  # the rest of this chunk is in the next block
                 newlines += buffer.count(b"\n", eol + 2, end)
                 size += length
+                self.last_chunks += 1
+                self.last_ends_with_newline = buffer[end - 1 : end] == b"\n"
                 pos = end + 2
         # The response was read past http.client: start afresh next time.
         self.close()

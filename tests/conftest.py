@@ -13,6 +13,18 @@ from accounts.services import service_key_create
 from tests.factories import AdminFactory, OrganizationFactory, UserFactory
 
 
+def pytest_collection_modifyitems(config, items):
+    """The ``postgres`` marker, applied here once: on any other database such a test
+    is skipped with the marker's reason (``@pytest.mark.postgres(reason=...)``)."""
+    if connection.vendor == "postgresql":
+        return
+    for item in items:
+        mark = item.get_closest_marker("postgres")
+        if mark is not None:
+            why = mark.kwargs.get("reason", "it tests PostgreSQL itself")
+            item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL: {why}"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _end_stray_database_sessions(django_db_setup, django_db_blocker):
     """Finished before the test database is dropped: on PostgreSQL, end the idle

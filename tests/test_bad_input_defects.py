@@ -8,7 +8,8 @@ from django.urls import reverse
 from accounts import audit
 from accounts.models import AuditEvent, EnterpriseAccountRequest
 from tests.conftest import sign_in
-from tests.factories import UserFactory, fund, give
+from tests.factories import UserFactory, fund
+from tests.kit import member
 from tokens.models import DistributionPolicy, TokenRequest, UserOverride
 from tokens.services.activation import enterprise_request_submit
 from tokens.services.allocations import purchase_record
@@ -21,8 +22,7 @@ Action = AuditEvent.Action
 @pytest.fixture
 def team(org, admin_user):
     fund(org, inference=4_000_000, embedding=4_000_000)
-    ava = UserFactory(organization=org, email="ava@acme.example")
-    give(ava, 300_000)
+    ava = member(org, "ava@acme.example", inference=300_000)
     policy_ensure(organization=org)
     return ava
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
 from tests.conftest import ApiClient, sign_in
 from tests.factories import AIModelFactory, UserFactory, fund, give
+from tests.kit import member
 from tokens.ledger import check_ledger
 from tokens.models import (
     Allocation,
@@ -356,14 +357,10 @@ def test_a_usage_batch_failing_midway_records_nothing(
 def team(org, admin_user):
     """Three members of a funded org, each below the distribution floor."""
     fund(org, inference=4_000_000, embedding=4_000_000)
-    people = [
-        UserFactory(organization=org, email=f"{name}@acme.example")
+    return [
+        member(org, f"{name}@acme.example", inference=100_000, embedding=100_000)
         for name in ("ava", "bob", "cy")
     ]
-    for person in people:
-        give(person, 100_000)
-        give(person, 100_000, "embedding")
-    return people
 
 
 # A limit is written; the allocation changes (the ledger) fail.

@@ -15,7 +15,7 @@ from asksage_admin.lib.periods import next_period
 from tests.conftest import sign_in
 from tests.edges import EDGES, Edge, at, authorize, build, counter, report
 from tests.factories import AdminFactory, UserFactory
-from tests.races import race
+from tests.kit import race
 from tokens.ledger import check_ledger
 from tokens.models import DistributionPolicy, DistributionRun, UsageCounter
 from tokens.services import distribution as engine

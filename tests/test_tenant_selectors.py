@@ -8,7 +8,9 @@ call that B's admin's pages make."""
 
 import dataclasses
 import datetime as dt
+import importlib
 import inspect
+import pkgutil
 from unittest import mock
 
 import pytest
@@ -90,6 +92,8 @@ SELECTORS = {
             w.b, w.mover
         ),
         "auto_approval_rule": lambda w: token_selectors.auto_approval_rule(w.b),
+        "overrides_in": lambda w: token_selectors.overrides_in(w.b),
+        "recent_runs": lambda w: token_selectors.recent_runs(w.b),
     },
     analytics_selectors: {
         "months_between": None,  # dates only
@@ -114,10 +118,19 @@ SELECTORS = {
 
 
 def _public_functions(module) -> set[str]:
+    """The public functions defined in ``module`` or, for a package, in any of its
+    modules (``tokens.selectors`` is one module per subdomain)."""
+    modules = [module]
+    if hasattr(module, "__path__"):
+        modules += [
+            importlib.import_module(f"{module.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(module.__path__)
+        ]
     return {
         name
-        for name, value in inspect.getmembers(module, inspect.isfunction)
-        if value.__module__ == module.__name__ and not name.startswith("_")
+        for each in modules
+        for name, value in inspect.getmembers(each, inspect.isfunction)
+        if value.__module__ == each.__name__ and not name.startswith("_")
     }
 
 

@@ -3,61 +3,62 @@ Management pages of the admin panel."""
 
 from django.urls import path, re_path
 
-from tokens import api
-from tokens.views import distribution, enterprise, me, requests, users
+from tokens.views import distribution, enterprise, me, members, metering, requests
 
 app_name = "tokens"
 
 urlpatterns = [
     # Gateway API (docs/gateway-api.md)
-    path("api/v1/authorize", api.authorize, name="api_authorize"),
-    path("api/v1/usage", api.usage, name="api_usage"),
-    path("api/v1/balance", api.balance, name="api_balance"),
+    path("api/v1/authorize", metering.authorize, name="api_authorize"),
+    path("api/v1/usage", metering.usage, name="api_usage"),
+    path("api/v1/balance", metering.balance, name="api_balance"),
     path(
         "api/v1/holds/<uuid:hold_id>/release",
-        api.hold_release,
+        metering.hold_release,
         name="api_hold_release",
     ),
-    path("api/v1/openapi.json", api.openapi, name="api_openapi"),
-    re_path(r"^api/", api.not_found, name="api_not_found"),
+    path("api/v1/openapi.json", metering.openapi, name="api_openapi"),
+    re_path(r"^api/", metering.not_found, name="api_not_found"),
     # Members
     path("me/", me.MeView.as_view(), name="me"),
     path(
         "enterprise/request/", enterprise.enterprise_request, name="enterprise_request"
     ),
     # Management → User Management (docs/product.md, User Management)
-    path("panel/users/", users.UserListView.as_view(), name="user_list"),
-    path("panel/users/export.csv", users.UserExportView.as_view(), name="user_export"),
-    path("panel/users/bulk/", users.UserBulkView.as_view(), name="user_bulk"),
-    path("panel/users/<int:pk>/", users.UserDetailView.as_view(), name="user_detail"),
+    path("panel/users/", members.UserListView.as_view(), name="user_list"),
+    path(
+        "panel/users/export.csv", members.UserExportView.as_view(), name="user_export"
+    ),
+    path("panel/users/bulk/", members.UserBulkView.as_view(), name="user_bulk"),
+    path("panel/users/<int:pk>/", members.UserDetailView.as_view(), name="user_detail"),
     path(
         "panel/users/<int:pk>/limits/<str:token_type>/",
-        users.UserLimitEditView.as_view(),
+        members.UserLimitEditView.as_view(),
         name="user_limit_edit",
     ),
     path(
         "panel/users/<int:pk>/deactivate/confirm/",
-        users.UserActionConfirmView.as_view(action="deactivate"),
+        members.UserActionConfirmView.as_view(action="deactivate"),
         name="user_deactivate_confirm",
     ),
     path(
         "panel/users/<int:pk>/deactivate/",
-        users.user_deactivate,
+        members.user_deactivate,
         name="user_deactivate",
     ),
     path(
         "panel/users/<int:pk>/reactivate/",
-        users.user_reactivate,
+        members.user_reactivate,
         name="user_reactivate",
     ),
     path(
         "panel/users/<int:pk>/ban/confirm/",
-        users.UserActionConfirmView.as_view(action="ban"),
+        members.UserActionConfirmView.as_view(action="ban"),
         name="user_ban_confirm",
     ),
-    path("panel/users/<int:pk>/ban/", users.user_ban, name="user_ban"),
-    path("panel/users/<int:pk>/unban/", users.user_unban, name="user_unban"),
-    path("panel/users/<int:pk>/verify/", users.user_verify, name="user_verify"),
+    path("panel/users/<int:pk>/ban/", members.user_ban, name="user_ban"),
+    path("panel/users/<int:pk>/unban/", members.user_unban, name="user_unban"),
+    path("panel/users/<int:pk>/verify/", members.user_verify, name="user_verify"),
     # Management → Token Distribution (docs/product.md, Token Distribution)
     path(
         "panel/distribution/",

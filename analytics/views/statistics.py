@@ -28,7 +28,7 @@ from analytics.selectors import StatsPeriod
 from asksage_admin.lib.csv import csv_response, safe_cell
 from asksage_admin.lib.periods import last_day
 from tokens.models import TokenType
-from tokens.selectors import EXPORT_COLUMNS
+from tokens.selectors.metering import EXPORT_COLUMNS
 
 TEMPLATE = "analytics/statistics.html"
 EXPORT_CHUNK = 2000

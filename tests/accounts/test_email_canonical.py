@@ -16,7 +16,7 @@ from accounts.emails import canonical_email
 from accounts.forms import ResetRequestForm
 from accounts.models import AuditEvent, User
 from tests.factories import PASSWORD, UserFactory
-from tokens.admin import AddMemberForm
+from tokens.admin.members import AddMemberForm
 from tokens.services.activation import _users_by_email, split_emails
 from tokens.services.metering import MeteringError
 from tokens.services.metering._common import resolve_user

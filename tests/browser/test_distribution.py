@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import UserFactory, fund, give
+from tests.kit import limit
 from tokens.ledger import check_ledger
-from tokens.models import Allocation, DistributionPolicy
+from tokens.models import DistributionPolicy
 from tokens.services.distribution import override_set, policy_ensure
 
 try:
@@ -36,11 +37,11 @@ def team(shell_admin):
     give(shell_admin, 500_000)
     give(shell_admin, 500_000, "embedding")
     people = {}
-    for email, first_name, last_name, limit in PEOPLE:
+    for email, first_name, last_name, amount in PEOPLE:
         user = UserFactory(
             organization=org, email=email, first_name=first_name, last_name=last_name
         )
-        give(user, limit)
+        give(user, amount)
         give(user, 500_000, "embedding")
         people[first_name.lower()] = user
     policy_ensure(organization=org)
@@ -59,10 +60,6 @@ def team(shell_admin):
 
 def assert_no_problems(page):
     assert page.problems == [], "\n".join(page.problems)
-
-
-def limit(user, token_type="inference") -> int:
-    return Allocation.objects.get(user=user, token_type=token_type).limit
 
 
 def test_choose_a_preset_preview_and_run(

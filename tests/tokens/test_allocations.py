@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from tests.factories import AdminFactory, UserFactory, fund, give
+from tests.kit import limit
 from tokens import selectors
 from tokens.ledger import check_ledger
-from tokens.models import Allocation, AllocationChange, Purchase
+from tokens.models import AllocationChange, Purchase
 from tokens.services import (
     allocation_set_limit,
     allocations_bulk_set_limit,
@@ -26,11 +27,6 @@ from tokens.services import (
 from tokens.services.distribution import override_set, policy_update
 
 pytestmark = pytest.mark.django_db
-
-
-def limit(user, token_type="inference"):
-    row = Allocation.objects.filter(user=user, token_type=token_type).first()
-    return row.limit if row else 0
 
 
 # --- purchases and the pool ----------------------------------------------------------

@@ -658,7 +658,7 @@ def test_transaction_failing_three_times_is_503(gateway, user):
 
 def test_unreachable_database_at_authentication_is_503(gateway, user):
     with mock.patch(
-        "tokens.api.service_key_authenticate",
+        "tokens.views.metering.service_key_authenticate",
         side_effect=OperationalError("could not connect to server"),
     ):
         response = gateway.post(AUTHORIZE, ask())

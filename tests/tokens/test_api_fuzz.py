@@ -23,9 +23,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.factories import AIModelFactory, UserFactory, fund, give
-from tokens import api
 from tokens.models import Hold
 from tokens.services import metering
+from tokens.views.metering import OPENAPI_FILE
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
 
@@ -38,7 +38,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 
-schema = schemathesis.openapi.from_path(api.OPENAPI_FILE)
+schema = schemathesis.openapi.from_path(OPENAPI_FILE)
 APP = get_wsgi_application()
 EXAMPLE = schema.raw_schema["components"]["schemas"]["AuthorizeRequest"]["examples"][0]
 (RELEASE,) = schema.raw_schema["paths"]["/api/v1/holds/{hold_id}/release"].values()

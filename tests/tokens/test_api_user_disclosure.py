@@ -13,8 +13,8 @@ from django.utils import timezone
 from accounts.services import service_key_create
 from tests.conftest import ApiClient
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
-from tokens.api import OPENAPI_FILE
 from tokens.models import Hold, UsageEvent
+from tokens.views.metering import OPENAPI_FILE
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,10 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from tests.factories import fund, give
+from tests.kit import limit
 from tokens import selectors
 from tokens.ledger import check_ledger
-from tokens.models import Allocation, AllocationChange, AutoApprovalRule, TokenRequest
+from tokens.models import AllocationChange, AutoApprovalRule, TokenRequest
 from tokens.services.requests import (
     auto_approval_rule_update,
     token_request_deny,
@@ -67,10 +68,6 @@ def submit(user, amount=100_000, token_type="inference"):
     return token_request_submit(
         user=user, token_type=token_type, amount=amount, reason="More work"
     )
-
-
-def limit(user, token_type="inference") -> int:
-    return Allocation.objects.get(user=user, token_type=token_type).limit
 
 
 def test_existing_rules_get_the_documented_defaults(org):

@@ -32,12 +32,11 @@ from tokens.models import (
     UsageCounter,
     UsageEvent,
 )
-from tokens.selectors import EXPORT_COLUMNS
+from tokens.selectors.metering import EXPORT_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
-postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql",
+postgres_only = pytest.mark.postgres(
     reason="SQLite cannot drop a table's UNIQUE or CHECK constraint; the database "
     "itself guarantees this invariant there",
 )

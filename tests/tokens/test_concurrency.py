@@ -2,12 +2,9 @@
 Real threads on PostgreSQL; SQLite serializes writers, so these tests skip there."""
 
 import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connections
 from django.utils import timezone
 
 from accounts.services import service_key_create
@@ -19,28 +16,13 @@ from tests.factories import (
     fund,
     give,
 )
-from tests.races import RACE_MARKS
+from tests.kit import RACE_MARKS, run_threads
 from tokens.ledger import check_ledger
 from tokens.models import Allocation, Hold, TokenRequest, UsageCounter, UsageEvent
 from tokens.services import allocation_set_limit, metering
 from tokens.services.requests import auto_approval_rule_update, token_request_submit
 
 pytestmark = RACE_MARKS
-
-
-def run_threads(count: int, work) -> list:
-    """Run ``work(i)`` in ``count`` threads released together by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def task(i):
-        try:
-            barrier.wait()
-            return work(i)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
 
 
 @pytest.fixture

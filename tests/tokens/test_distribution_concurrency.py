@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from accounts.services import service_key_create
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
-from tests.races import RACE_MARKS
+from tests.kit import RACE_MARKS
 from tests.tokens.test_concurrency import run_threads
 from tokens.ledger import check_ledger
 from tokens.models import Allocation, AllocationChange, DistributionRun

@@ -24,6 +24,7 @@ from tests.factories import (
     fund,
     give,
 )
+from tests.kit import limit
 from tokens.ledger import check_ledger
 from tokens.models import (
     Allocation,
@@ -108,10 +109,6 @@ def use(key, user, tokens: int, token_type: str = INF, when=None) -> None:
     assert result.count("recorded") == 1, result.results
 
 
-def limit(user, token_type: str = INF) -> int:
-    return Allocation.objects.get(user=user, token_type=token_type).limit
-
-
 def set_policy(org, **changes) -> DistributionPolicy:
     engine.policy_ensure(organization=org)
     return engine.policy_update(actor=None, organization=org, changes=changes)
@@ -132,7 +129,8 @@ def policy_state(org) -> dict:
 
 # --- presets --------------------------------------------------------------------------
 
-SPEC_PRESETS = {
+# The presets' values as docs/product.md states them (Token Distribution, presets).
+DOCUMENTED_PRESETS = {
     "conservative": {
         "floor_inference": 200_000,
         "floor_embedding": 200_000,
@@ -191,7 +189,7 @@ SPEC_PRESETS = {
 def test_policy_ensure_creates_the_standard_preset_once(acme):
     policy = engine.policy_ensure(organization=acme)
     assert policy.preset == Preset.STANDARD
-    for field, value in SPEC_PRESETS["standard"].items():
+    for field, value in DOCUMENTED_PRESETS["standard"].items():
         assert getattr(policy, field) == value, field
     assert engine.policy_ensure(organization=acme).pk == policy.pk
     assert DistributionPolicy.objects.filter(organization=acme).count() == 1
@@ -216,7 +214,7 @@ def test_activation_creates_the_standard_policy(sales_user):
     assert policy.triggers == [80, 95]
 
 
-@pytest.mark.parametrize("preset", list(SPEC_PRESETS))
+@pytest.mark.parametrize("preset", list(DOCUMENTED_PRESETS))
 def test_each_preset_fills_the_numbers_of_the_spec(acme, boss, preset):
     engine.policy_ensure(organization=acme)
     if preset == "standard":
@@ -224,9 +222,9 @@ def test_each_preset_fills_the_numbers_of_the_spec(acme, boss, preset):
     policy = engine.policy_apply_preset(actor=boss, organization=acme, preset=preset)
     policy.refresh_from_db()
     assert policy.preset == preset
-    for field, value in SPEC_PRESETS[preset].items():
+    for field, value in DOCUMENTED_PRESETS[preset].items():
         assert getattr(policy, field) == value, field
-    assert set(engine.PRESET_FIELDS) == set(SPEC_PRESETS[preset])
+    assert set(engine.PRESET_FIELDS) == set(DOCUMENTED_PRESETS[preset])
     assert engine.PRESETS["custom"] == {}
 
 
@@ -256,7 +254,7 @@ def test_custom_preset_keeps_the_current_values(acme, boss):
     engine.policy_apply_preset(actor=boss, organization=acme, preset="dynamic")
     policy = engine.policy_apply_preset(actor=boss, organization=acme, preset="custom")
     assert policy.preset == Preset.CUSTOM
-    for field, value in SPEC_PRESETS["dynamic"].items():
+    for field, value in DOCUMENTED_PRESETS["dynamic"].items():
         assert getattr(policy, field) == value, field
     assert events(Action.POLICY_CHANGED)[-1].after == {"preset": "custom"}
 

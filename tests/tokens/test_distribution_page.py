@@ -10,9 +10,9 @@ from django.utils.html import escape
 
 from accounts.models import AuditEvent
 from tests.factories import UserFactory, fund, give
+from tests.kit import limit, member
 from tokens.ledger import check_ledger
 from tokens.models import (
-    Allocation,
     AllocationChange,
     DistributionPolicy,
     DistributionRun,
@@ -46,11 +46,6 @@ def remove_url(user) -> str:
     return reverse("tokens:distribution_override_remove", kwargs={"user_id": user.pk})
 
 
-def limit(user, token_type="inference") -> int:
-    row = Allocation.objects.filter(user=user, token_type=token_type).first()
-    return row.limit if row else 0
-
-
 def events(action) -> int:
     return AuditEvent.objects.filter(action=action).count()
 
@@ -78,12 +73,12 @@ def body(response) -> str:
 def team(org, admin_user):
     """Acme funded with 4M of each type; Ava and Bob below the Standard floor."""
     fund(org, inference=4_000_000, embedding=4_000_000)
-    ava = UserFactory(organization=org, email="ava@acme.example", first_name="Ava")
-    bob = UserFactory(organization=org, email="bob@acme.example", first_name="Bob")
-    give(ava, 100_000)
-    give(ava, 300_000, "embedding")
-    give(bob, 400_000)
-    give(bob, 500_000, "embedding")
+    ava = member(
+        org, "ava@acme.example", first_name="Ava", inference=100_000, embedding=300_000
+    )
+    bob = member(
+        org, "bob@acme.example", first_name="Bob", inference=400_000, embedding=500_000
+    )
     give(admin_user, 500_000)
     give(admin_user, 500_000, "embedding")
     policy_ensure(organization=org)

@@ -2,19 +2,15 @@
 /enterprise/request/, its activation or rejection by staff, and members added or removed
 afterwards."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connections
 from django.db.models import Sum
 from django.urls import reverse
 
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
 from tests.conftest import sign_in
 from tests.factories import AdminFactory, OrganizationFactory, UserFactory, fund, give
-from tests.races import race
+from tests.kit import race, run_threads
 from tokens import selectors
 from tokens.models import Allocation, AllocationChange, Purchase
 from tokens.services import (
@@ -629,30 +625,14 @@ def test_the_last_admin_cannot_be_removed(funded_org, sales_user):
 # --- concurrency (PostgreSQL) ---------------------------------------------------------
 
 
-def run_threads(count: int, work) -> list:
-    """Run ``work(i)`` in ``count`` threads released together; each returns its
-    result or the message of the ValidationError it met."""
-    barrier = threading.Barrier(count)
-
-    def task(i):
-        try:
-            barrier.wait()
-            return work(i)
-        except ValidationError as error:
-            return " ".join(error.messages)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
-
-
 @race
 def test_concurrent_activations_of_one_request_create_one_organization(
     pending, superuser
 ):
     results = run_threads(
-        4, lambda i: enterprise_request_activate(actor=superuser, request=pending)
+        4,
+        lambda i: enterprise_request_activate(actor=superuser, request=pending),
+        refusals=True,
     )
 
     created = [r for r in results if isinstance(r, Organization)]
@@ -687,6 +667,7 @@ def test_concurrent_activations_sharing_a_user_let_only_one_win(superuser):
     results = run_threads(
         2,
         lambda i: enterprise_request_activate(actor=superuser, request=requests[i]),
+        refusals=True,
     )
 
     assert sum(isinstance(r, Organization) for r in results) == 1
@@ -712,6 +693,7 @@ def test_concurrent_submissions_leave_one_pending_request(requester, colleague):
             inference_tokens=2_000_000,
             embedding_tokens=2_000_000,
         ),
+        refusals=True,
     )
 
     assert sum(isinstance(r, EnterpriseAccountRequest) for r in results) == 1

@@ -9,10 +9,9 @@ outside the wrapper)."""
 
 import random
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -20,7 +19,7 @@ from accounts.models import AuditEvent
 from accounts.services import service_key_create
 from tests.conftest import ApiClient
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
-from tests.races import RACE_MARKS
+from tests.kit import RACE_MARKS, flush_statistics, run_threads
 from tokens.ledger import check_ledger
 from tokens.models import (
     Allocation,
@@ -63,29 +62,6 @@ def database_deadlocks() -> int:
             "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
         )
         return cursor.fetchone()[0]
-
-
-def run_threads(count: int, work) -> list:
-    """Run ``work(i)`` in ``count`` threads released together by a barrier. Each
-    thread flushes its connection's statistics before closing it (a backend
-    reports its counters only when idle, at most once a second), so that
-    ``database_deadlocks`` counts what the threads ran into."""
-    barrier = threading.Barrier(count)
-
-    def task(i):
-        try:
-            barrier.wait()
-            return work(i)
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_stat_force_next_flush()")
-                # The flush happens when the backend goes idle after the statement
-                # above, so it is done once the next one is answered.
-                cursor.execute("SELECT 1")
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
 
 
 @pytest.fixture
@@ -164,7 +140,7 @@ def test_48_one_event_batches_half_crossing_the_trigger_no_deadlock_one_increase
             )
             return response.status_code, response.json().get("recorded")
 
-        results = run_threads(48, report)
+        results = run_threads(48, report, before_close=flush_statistics)
         statuses += [status for status, _recorded in results]
         assert all(recorded == 1 for _s, recorded in results if _s == 200)
 
@@ -250,7 +226,7 @@ def test_32_threads_authorizing_near_the_limit_settling_and_expiring_never_deadl
                 outcome["unavailable"] += 1
         return outcome
 
-    outcomes = run_threads(32, client)
+    outcomes = run_threads(32, client, before_close=flush_statistics)
     total = {k: sum(o[k] for o in outcomes) for k in outcomes[0]}
     figures = {
         "503": total["unavailable"],

@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory
-from tokens.ledger import _check_monthly, _check_org_daily
+from tokens.ledger.rollups import _check_monthly, _check_org_daily
 
 BEFORE = ("tokens", "0005_covering_usage_indexes")
 ROLLUPS = ("tokens", "0006_usage_rollups")

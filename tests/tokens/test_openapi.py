@@ -23,10 +23,10 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from accounts.services import service_key_create, service_key_revoke
 from tests.conftest import ApiClient
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
-from tokens import api
 from tokens.models import UsageEvent
+from tokens.views import metering
 
-DOC = json.loads(api.OPENAPI_FILE.read_text(encoding="utf-8"))
+DOC = json.loads(metering.OPENAPI_FILE.read_text(encoding="utf-8"))
 JSON = "application/json"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -70,7 +70,7 @@ def _api_routes() -> dict[str, URLPattern]:
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, route)
             elif route.lstrip("^").startswith("api/"):
-                if pattern.callback is api.not_found:
+                if pattern.callback is metering.not_found:
                     continue
                 assert "(" not in route and "^" not in route, (
                     f"{route}: give API endpoints path() routes so they can be "
@@ -108,7 +108,7 @@ def test_documented_operations_are_the_methods_the_view_accepts(path):
         assert ("requestBody" in operation) == view.json_body
         body_errors = {"413", "415"} & responses
         assert body_errors == ({"413", "415"} if view.json_body else set())
-        if view is not api.openapi:
+        if view is not metering.openapi:
             assert {"200", "401", "503"} <= responses
             assert operation.get("security") != []
 
@@ -279,7 +279,7 @@ def raw_post(path, body: str | bytes, *, content_type=JSON, client=None, headers
 
 def db_down():
     return mock.patch(
-        "tokens.api.service_key_authenticate",
+        "tokens.views.metering.service_key_authenticate",
         side_effect=OperationalError("could not connect to server"),
     )
 
@@ -459,7 +459,9 @@ def test_other_methods_and_unknown_paths_answer_the_documented_json(world):
 def test_unhandled_errors_under_api_are_json_too(world):
     """Not documented (it must never happen): the 500 of /api/ is still JSON."""
     client = Client(raise_request_exception=False)
-    with mock.patch("tokens.api.metering.balance", side_effect=RuntimeError("bug")):
+    with mock.patch(
+        "tokens.views.metering.metering.balance", side_effect=RuntimeError("bug")
+    ):
         response = client.get(
             BALANCE,
             {"user": EMAIL, "token_type": "inference"},

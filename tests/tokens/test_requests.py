@@ -4,14 +4,12 @@ sidebar badge."""
 
 import html
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -26,10 +24,9 @@ from tests.factories import (
     fund,
     give,
 )
-from tests.races import race
+from tests.kit import limit, race, run_threads
 from tokens.ledger import check_ledger
 from tokens.models import (
-    Allocation,
     AllocationChange,
     AutoApprovalRule,
     TokenRequest,
@@ -63,11 +60,6 @@ def text(response) -> str:
     """The page's text with tags removed and whitespace collapsed."""
     body = re.sub(r"<[^>]+>", " ", response.content.decode())
     return " ".join(html.unescape(body).split())
-
-
-def limit(user, token_type="inference") -> int:
-    row = Allocation.objects.filter(user=user, token_type=token_type).first()
-    return row.limit if row else 0
 
 
 def events(action=None):
@@ -719,20 +711,6 @@ def test_auto_approved_request_reports_auto_approval(team, member, admin_user):
 
 
 # --- concurrency (PostgreSQL) ---------------------------------------------------------
-
-
-def run_threads(count: int, work) -> list:
-    barrier = threading.Barrier(count)
-
-    def task(i):
-        try:
-            barrier.wait()
-            return work(i)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
 
 
 def _outcome(call):

@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from accounts import audit
@@ -123,8 +123,7 @@ def test_update_of_audit_event_refused_by_the_database(history):
     assert not AuditEvent.objects.filter(message="rewritten").exists()
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql",
+@pytest.mark.postgres(
     reason="SQLite refuses UPDATE only: Django's SQLite test flush deletes rows",
 )
 def test_delete_of_audit_and_usage_events_refused_on_postgresql(history):

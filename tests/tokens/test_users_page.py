@@ -11,16 +11,12 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, User
 from tests.factories import UserFactory, fund, give
-from tokens.models import Allocation, AllocationChange
+from tests.kit import limit
+from tokens.models import AllocationChange
 
 pytestmark = pytest.mark.django_db
 
 LIST = reverse("tokens:user_list")
-
-
-def limit(user, token_type="inference"):
-    row = Allocation.objects.filter(user=user, token_type=token_type).first()
-    return row.limit if row else 0
 
 
 @pytest.fixture

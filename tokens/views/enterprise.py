@@ -1,5 +1,5 @@
 """The public side of the sales flow (docs/product.md, Sales flow): a registered user
-asks for an Enterprise Account; staff decide in /staff/ (tokens/admin.py)."""
+asks for an Enterprise Account; staff decide in /staff/ (tokens/admin/enterprise.py)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from accounts.models import EnterpriseAccountRequest
-from tokens.forms import EnterpriseRequestForm
+from tokens.forms.enterprise import EnterpriseRequestForm
 from tokens.services import enterprise_request_submit
 
 

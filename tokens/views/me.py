@@ -5,7 +5,7 @@ from django.views.generic import TemplateView
 from accounts.services import user_has_mfa
 from asksage_admin.lib.periods import period_of
 from tokens import selectors
-from tokens.forms import TokenRequestForm
+from tokens.forms.requests import TokenRequestForm
 from tokens.models import TokenType
 from tokens.services.requests import check_requester
 

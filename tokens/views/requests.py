@@ -15,7 +15,12 @@ from django_tables2 import SingleTableMixin
 from accounts.access import PanelAccessMixin
 from asksage_admin.lib.next_url import safe_next
 from tokens import selectors
-from tokens.forms import ApproveForm, AutoApprovalForm, DenyForm, TokenRequestForm
+from tokens.forms.requests import (
+    ApproveForm,
+    AutoApprovalForm,
+    DenyForm,
+    TokenRequestForm,
+)
 from tokens.models import TokenRequest
 from tokens.services.allocations import fmt, type_label
 from tokens.services.requests import (
@@ -26,7 +31,7 @@ from tokens.services.requests import (
     token_request_deny,
     token_request_submit,
 )
-from tokens.tables import TokenRequestTable
+from tokens.tables.requests import TokenRequestTable
 from tokens.views.me import MeView
 
 TABS = [

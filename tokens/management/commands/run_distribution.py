@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.models import Organization
-from tokens.models import DistributionRun
+from tokens.models import TOKEN_TYPES, DistributionRun
 from tokens.services.distribution import (
     distribution_plan,
     last_due_at,
@@ -18,7 +18,7 @@ def _counts(summary: dict) -> str:
     """E.g. "1 change for 1 user (inference: +200,000 to floors, 9,500,000
     unallocated; embedding: 9,500,000 unallocated)"."""
     parts = []
-    for token_type in ("inference", "embedding"):
+    for token_type in TOKEN_TYPES:
         totals = summary.get(token_type) or {}
         moves = [
             f"{sign}{totals.get(key, 0):,} {what}"

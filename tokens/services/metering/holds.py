@@ -288,7 +288,7 @@ def balance(*, key: ServiceKey, user_email: str, token_type: str) -> dict[str, A
     """The user's month (limit, used, held) and what is left of the organization's
     pool: the pool less the month's usage (the organization's daily rollup: a few
     rows per day) and its open holds. No read grows with the organization."""
-    from tokens.selectors import pools
+    from tokens.selectors.pool import pools
 
     user = resolve_user(key, user_email)
     period = period_of()

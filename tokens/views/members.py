@@ -29,10 +29,11 @@ from accounts.services import data_export_record, user_has_mfa, user_mark_verifi
 from asksage_admin.lib.csv import csv_response
 from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
-from tokens.filtersets import UserFilterSet
-from tokens.forms import BulkActionForm, LimitForm
+from tokens.filtersets.members import UserFilterSet
+from tokens.forms.members import BulkActionForm, LimitForm
 from tokens.services.allocations import fmt, type_label
-from tokens.tables import PAGE_SIZES, UserTable
+from tokens.tables.columns import PAGE_SIZES
+from tokens.tables.members import UserTable
 
 
 class UsersPanelMixin(PanelAccessMixin):

@@ -21,12 +21,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.services import service_key_authenticate
+from tokens.models import TOKEN_TYPES
 from tokens.services import metering
 from tokens.services.metering import MeteringError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
-TYPES = sorted(metering.TYPES)
+TYPES = sorted(TOKEN_TYPES)
 MAX_TOKENS = 10**12
 
 
@@ -251,7 +252,7 @@ def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return error(404, "not_found", "No such API endpoint.")
 
 
-OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
 @cache

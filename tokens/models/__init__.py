@@ -1,0 +1,42 @@
+"""The token models, one module per subdomain (docs/architecture.md, Layers and
+layout): ``catalog`` (token types, AI models), ``pool`` (purchases, allocations and
+their changes), ``metering`` (counters, holds, usage events, rollups),
+``distribution`` (policy, overrides, runs) and ``requests`` (token requests,
+auto-approval rules). Every model is re-exported here, so ``tokens.models.X`` and
+the migrations' ``tokens.X`` keep working."""
+
+from tokens.models.catalog import TOKEN_TYPES, TYPE_FIELDS, AIModel, TokenType
+from tokens.models.distribution import DistributionPolicy, DistributionRun, UserOverride
+from tokens.models.metering import (
+    ORG_DAILY_STRIPES,
+    DailyUsage,
+    Hold,
+    MonthlyUsage,
+    OrgDailyUsage,
+    UsageCounter,
+    UsageEvent,
+)
+from tokens.models.pool import Allocation, AllocationChange, Purchase
+from tokens.models.requests import AutoApprovalRule, TokenRequest
+
+__all__ = [
+    "ORG_DAILY_STRIPES",
+    "TOKEN_TYPES",
+    "TYPE_FIELDS",
+    "AIModel",
+    "Allocation",
+    "AllocationChange",
+    "AutoApprovalRule",
+    "DailyUsage",
+    "DistributionPolicy",
+    "DistributionRun",
+    "Hold",
+    "MonthlyUsage",
+    "OrgDailyUsage",
+    "Purchase",
+    "TokenRequest",
+    "TokenType",
+    "UsageCounter",
+    "UsageEvent",
+    "UserOverride",
+]
