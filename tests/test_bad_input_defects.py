@@ -11,8 +11,8 @@ from tests.conftest import sign_in
 from tests.factories import UserFactory, fund, give
 from tokens.models import DistributionPolicy, TokenRequest, UserOverride
 from tokens.services.activation import enterprise_request_submit
-from tokens.services.allocations import purchase_record
 from tokens.services.distribution import policy_ensure
+from tokens.services.pool import purchase_record
 
 pytestmark = pytest.mark.django_db
 Action = AuditEvent.Action

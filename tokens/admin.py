@@ -46,7 +46,7 @@ from tokens.services import (
     organization_remove_member,
     purchase_record,
 )
-from tokens.services.allocations import PURCHASE_COMMENT_MAX
+from tokens.services.pool import PURCHASE_COMMENT_MAX
 
 
 def _error_text(error: ValidationError) -> str:

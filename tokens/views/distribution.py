@@ -37,7 +37,7 @@ from tokens.forms import (
 )
 from tokens.models import DistributionPolicy, DistributionRun, TokenType, UserOverride
 from tokens.services import distribution
-from tokens.services.allocations import fmt, type_label
+from tokens.services.pool import fmt, type_label
 
 Preset = DistributionPolicy.Preset
 BumpMode = DistributionPolicy.BumpMode

@@ -17,7 +17,7 @@ from asksage_admin.lib.next_url import safe_next
 from tokens import selectors
 from tokens.forms import ApproveForm, AutoApprovalForm, DenyForm, TokenRequestForm
 from tokens.models import TokenRequest
-from tokens.services.allocations import fmt, type_label
+from tokens.services.pool import fmt, type_label
 from tokens.services.requests import (
     already_decided,
     auto_approval_rule_update,

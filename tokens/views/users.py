@@ -31,7 +31,7 @@ from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
 from tokens.filtersets import UserFilterSet
 from tokens.forms import BulkActionForm, LimitForm
-from tokens.services.allocations import fmt, type_label
+from tokens.services.pool import fmt, type_label
 from tokens.tables import PAGE_SIZES, UserTable
 
 
