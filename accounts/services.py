@@ -373,7 +373,11 @@ def user_mark_verified(*, actor: User, user: User) -> User:
 def data_export_record(
     *, actor: User, organization: Organization | None, what: str, filters: dict
 ) -> None:
-    """Audit a CSV export: who exported what, with which filter."""
+    """Audit a CSV export: who exported what, with which filter (an admin of the
+    organization exported, or a superuser)."""
+    access_organization_for_admin(
+        actor, organization.pk if organization is not None else None
+    )
     audit.record(
         action=Action.DATA_EXPORTED,
         actor=actor,
