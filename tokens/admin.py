@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -46,7 +46,7 @@ from tokens.services import (
     organization_remove_member,
     purchase_record,
 )
-from tokens.services.pool import PURCHASE_COMMENT_MAX
+from tokens.services.pool import PURCHASE_COMMENT_MAX, purchase_check
 
 
 def _error_text(error: ValidationError) -> str:
@@ -86,14 +86,10 @@ class AIModelAdmin(admin.ModelAdmin):
 # --- purchases -------------------------------------------------------------------
 
 
-class _DryRun(Exception):
-    """Rolls back a trial run of a service inside a savepoint."""
-
-
 class PurchaseAddForm(forms.ModelForm):
-    """Adding a purchase: the service's rules (lots, dates) are checked by running
-    ``purchase_record`` in a savepoint that is rolled back, so its messages show on
-    the form; ``PurchaseAdmin.save_model`` then records it for real."""
+    """Adding a purchase: the service's own checks (``purchase_check``: lots, dates,
+    comment) show their messages on the form; ``PurchaseAdmin.save_model`` then
+    records it through ``purchase_record``, which runs the same checks."""
 
     class Meta:
         model = Purchase
@@ -113,11 +109,7 @@ class PurchaseAddForm(forms.ModelForm):
         if self.errors:
             return cleaned
         try:
-            with transaction.atomic():
-                purchase_record(actor=None, **cleaned)
-                raise _DryRun
-        except _DryRun:
-            pass
+            purchase_check(**cleaned)
         except ValidationError as error:
             self.add_error(None, error)
         return cleaned
