@@ -46,7 +46,8 @@ from tokens.services import (
     organization_remove_member,
     purchase_record,
 )
-from tokens.services.pool import PURCHASE_COMMENT_MAX, purchase_check
+from tokens.services.pool import PURCHASE_COMMENT_MAX, TYPES, purchase_check
+from tokens.services.pool.plans import current_limits, plan_member_leave
 
 
 def _error_text(error: ValidationError) -> str:
@@ -587,6 +588,21 @@ class OrganizationAdmin(accounts_admin.OrganizationAdmin):
         return TemplateResponse(request, "admin/tokens/add_member.html", context)
 
 
+def _leave_plan(actor, user):
+    """The plan ``organization_remove_member`` applies to ``user`` (None outside an
+    organization): what the confirmation page shows returning to the pool."""
+    organization = user.organization
+    if organization is None:
+        return None
+    limits = current_limits(organization, [user])
+    return plan_member_leave(
+        organization,
+        actor=actor,
+        user=user,
+        current={t: limits[(user.pk, t)] for t in TYPES},
+    )
+
+
 admin.site.unregister(User)
 
 
@@ -638,6 +654,7 @@ class UserAdmin(accounts_admin.UserAdmin):
             "title": _("Remove users from their organization"),
             "opts": self.model._meta,
             "queryset": queryset,
+            "members": [(user, _leave_plan(request.user, user)) for user in queryset],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "action_name": "remove_from_organization",
         }
