@@ -47,7 +47,7 @@ def invalid(fields: dict[str, str]) -> InvalidInput:
 
 
 # The one mapping of the services' domain errors to HTTP (docs/gateway-api.md,
-# Rules): the class decides the status, the body is the documented
+# The contract): the class decides the status, the body is the documented
 # {"error": code, "detail": message, …extra}. An unlisted refusal is a 400.
 ERROR_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 400,

@@ -23,6 +23,7 @@ from accounts.emails import canonical_email
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
 from accounts.policy import access_staff_action
 from accounts.sessions import end_user_sessions_on_commit
+from asksage_admin.lib.errors import Conflict
 from tokens import locks
 from tokens.models import AllocationChange
 from tokens.services.distribution import policy_ensure
@@ -143,7 +144,7 @@ def _check_amount(amount: int, token_type: str, user_count: int) -> str | None:
 
 def _ensure_pending(request: EnterpriseAccountRequest) -> None:
     if request.status != RequestStatus.PENDING:
-        raise ValidationError(
+        raise Conflict(
             _("This request is already %(status)s.")
             % {"status": request.get_status_display().lower()},
             code="not_pending",
@@ -538,7 +539,7 @@ def organization_remove_member(
         org = locks.lock_organization(organization_id)
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.organization_id != org.pk:
-            raise ValidationError(
+            raise Conflict(
                 _("%(email)s changed organization meanwhile; reload and try again.")
                 % {"email": locked.email}
             )

@@ -26,6 +26,7 @@ from accounts import audit
 from accounts.models import AuditEvent, Organization, User
 from accounts.policy import access_organization_for_admin
 from accounts.services import send_templated_email
+from asksage_admin.lib.errors import Conflict
 from tokens import selectors
 from tokens.models import (
     Allocation,
@@ -104,11 +105,11 @@ def _percent_text(value: Decimal) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def already_decided(request: TokenRequest) -> ValidationError:
+def already_decided(request: TokenRequest) -> Conflict:
     """The refusal for a request that is no longer pending: who decided, and when."""
     who = request.decided_by.email if request.decided_by_id else _("auto-approval")
     when = request.decided_at or request.created_at
-    return ValidationError(
+    return Conflict(
         _("This request was already decided by %(who)s on %(date)s.")
         % {"who": who, "date": f"{when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"},
         code="already_decided",
