@@ -21,12 +21,13 @@ from tests.conftest import sign_in
 from tests.tenant_world import A_MARKERS, B_NOVEMBER, NOW, build_moved_user
 from tokens import selectors as token_selectors
 from tokens.models import TokenRequest
+from tokens.services.pool import membership as pool_membership
 from tokens.services.pool import plans as pool_plans
 from tokens.views.bulk_review import bulk_review
 
 # The plans of limit changes read the pool and limits of the organization they are
-# given, as selectors do (tokens/services/pool/plans.py).
-MODULES = (token_selectors, analytics_selectors, pool_plans)
+# given, as selectors do (tokens/services/pool/plans.py and membership.py).
+MODULES = (token_selectors, analytics_selectors, pool_plans, pool_membership)
 NOVEMBER = dt.date(2026, 11, 1)
 OCTOBER = dt.date(2026, 10, 1)
 WHOLE = StatsPeriod(OCTOBER, dt.date(2026, 11, 30))
@@ -159,20 +160,22 @@ SELECTORS = {
             amount=10_000,
             current=_current(w),
         ),
-        "plan_member_join": lambda w: pool_plans.plan_member_join(
+    },
+    pool_membership: {
+        "plan_member_join": lambda w: pool_membership.plan_member_join(
             w.b,
             actor=None,
             user=w.mover,
             role="user",
             current={t: _current(w, t) for t in token_selectors.TYPES},
         ),
-        "plan_member_leave": lambda w: pool_plans.plan_member_leave(
+        "plan_member_leave": lambda w: pool_membership.plan_member_leave(
             w.b,
             actor=None,
             user=w.mover,
             current={t: _current(w, t) for t in token_selectors.TYPES},
         ),
-        "plan_activation": lambda w: pool_plans.plan_activation(
+        "plan_activation": lambda w: pool_membership.plan_activation(
             w.b,
             actor=None,
             users=[w.mover],

@@ -47,7 +47,8 @@ from tokens.services import (
     purchase_record,
 )
 from tokens.services.pool import PURCHASE_COMMENT_MAX, TYPES, purchase_check
-from tokens.services.pool.plans import current_limits, plan_member_leave
+from tokens.services.pool.membership import plan_member_leave
+from tokens.services.pool.plans import current_limits
 
 
 def _error_text(error: ValidationError) -> str:

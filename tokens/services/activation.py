@@ -36,7 +36,7 @@ from tokens.services.pool.kernel import (
     lock_organization,
     type_label,
 )
-from tokens.services.pool.plans import (
+from tokens.services.pool.membership import (
     plan_activation,
     plan_member_join,
     plan_member_leave,

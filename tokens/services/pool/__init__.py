@@ -3,8 +3,8 @@ of limits goes through (docs/architecture.md, Three questions, three places).
 
 - ``kernel``: ``LimitPlan`` and its parts, ``headroom`` (the one definition of the
   unallocated pool), ``apply`` (lock, re-check, audit, write), the lock helpers.
-- ``plans``: the plan of every kind of limit change (set, bulk, paid on/off, token
-  request approval, members joining and leaving, activation).
+- ``plans``: the plans of limit changes (set, bulk, paid on/off, token request
+  approval); ``membership``: members joining and leaving, activation.
 - ``limits``: ``allocation_set_limit``, ``allocations_bulk_set_limit``.
 - ``status``: paid on/off and banned, and the self-action rule.
 - ``purchases``: ``purchase_record`` and its checks.

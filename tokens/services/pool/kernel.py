@@ -241,6 +241,21 @@ def limit_entry(
     )
 
 
+def limit_dict(limits: dict[str, int]) -> dict[str, int]:
+    return {f"{t}_limit": n for t, n in limits.items()}
+
+
+def changes_between(
+    user: User, before: dict, after: dict, source: str, note: str = ""
+) -> list[LimitChange]:
+    """The changes from limits ``before`` to ``after`` (types that differ)."""
+    return [
+        LimitChange(user, t, before[t], after[t], source, note)
+        for t in after
+        if after[t] != before[t]
+    ]
+
+
 # --- locks and reads -----------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ from tokens.services.pool.kernel import (
     AuditEntry,
     LimitChange,
     LimitPlan,
+    changes_between,
     fmt,
+    limit_dict,
     limit_entry,
     over_allocation,
     plan,
@@ -44,18 +46,6 @@ def current_limits(
         }
     )
     return limits
-
-
-def _limit_dict(limits: dict[str, int]) -> dict[str, int]:
-    return {f"{t}_limit": n for t, n in limits.items()}
-
-
-def _changes(user, before, after, source, note="") -> list[LimitChange]:
-    return [
-        LimitChange(user, t, before[t], after[t], source, note)
-        for t in after
-        if after[t] != before[t]
-    ]
 
 
 # --- limits --------------------------------------------------------------------------
@@ -230,14 +220,14 @@ def plan_set_paid(
             user=user,
             action=Action.USER_PAID_CHANGED,
             target=user,
-            before={"is_paid": not paid, **_limit_dict(plans[user.pk][0])},
-            after={"is_paid": paid, **_limit_dict(plans[user.pk][1])},
+            before={"is_paid": not paid, **limit_dict(plans[user.pk][0])},
+            after={"is_paid": paid, **limit_dict(plans[user.pk][1])},
             message="; ".join(
                 _("%(n)s %(type)s tokens short of the floor: pool exhausted")
                 % {"n": fmt(n), "type": type_label(t)}
                 for t, n in plans[user.pk][2].items()
             ),
-            changes=tuple(_changes(user, *plans[user.pk][:2], source)),
+            changes=tuple(changes_between(user, *plans[user.pk][:2], source)),
         )
         for user in targets
     ]
@@ -304,152 +294,4 @@ def plan_request_approval(
         source=Source.REQUEST,
         note=note,
         token_request=request,
-    )
-
-
-# --- members -------------------------------------------------------------------------
-
-
-def plan_member_join(
-    organization: Organization,
-    *,
-    actor: User | None,
-    user: User,
-    role: str,
-    current: dict[str, int],
-) -> LimitPlan:
-    """A registered user added to ``organization`` with the platform minimum per
-    type, from the headroom; refused, naming the missing tokens, when it is
-    short."""
-    state = pool_state(organization)
-    minimum = settings.MIN_USER_TOKENS
-    after = {t: max(current[t], minimum) for t in TYPES}
-    shortfalls = []
-    for t in TYPES:
-        needed = after[t] - current[t]
-        available = max(0, state[t][0] - state[t][1])
-        if needed > available:
-            shortfalls.append(
-                _(
-                    "%(missing)s %(type)s tokens are missing (%(needed)s needed, "
-                    "%(available)s unallocated)"
-                )
-                % {
-                    "missing": fmt(needed - available),
-                    "type": type_label(t),
-                    "needed": fmt(needed),
-                    "available": fmt(available),
-                }
-            )
-    refusals = []
-    if shortfalls:
-        refusals.append(
-            OverAllocation(
-                _(
-                    "The pool of %(org)s cannot give %(email)s the platform minimum "
-                    "of %(min)s tokens per type: %(shortfalls)s. Record a purchase or "
-                    "lower other users' limits first."
-                )
-                % {
-                    "org": organization.name,
-                    "email": user.email,
-                    "min": fmt(minimum),
-                    "shortfalls": "; ".join(shortfalls),
-                }
-            )
-        )
-    note = _("Added to the organization.")
-    entry = AuditEntry(
-        user=user,
-        action=Action.MEMBER_ADDED,
-        target=user,
-        before={"organization": None, **_limit_dict(current)},
-        after={"organization": organization.name, "role": role, **_limit_dict(after)},
-        changes=tuple(_changes(user, current, after, Source.MANUAL, note)),
-    )
-    return plan(
-        organization=organization,
-        actor=actor,
-        entries=[entry],
-        state=state,
-        refusals=refusals,
-        source=Source.MANUAL,
-        note=note,
-    )
-
-
-def plan_member_leave(
-    organization: Organization,
-    *,
-    actor: User | None,
-    user: User,
-    current: dict[str, int],
-) -> LimitPlan:
-    """A member leaves ``organization``: their limits go back to the pool (0 per
-    type). Never refused by the pool (it only gives tokens back)."""
-    after = {t: 0 for t in TYPES}
-    note = _("Removed from the organization.")
-    entry = AuditEntry(
-        user=user,
-        action=Action.MEMBER_REMOVED,
-        target=user,
-        before={
-            "organization": organization.name,
-            "role": user.role,
-            **_limit_dict(current),
-        },
-        after={"organization": None, "role": User.Role.USER, **_limit_dict(after)},
-        changes=tuple(_changes(user, current, after, Source.MANUAL, note)),
-    )
-    return plan(
-        organization=organization,
-        actor=actor,
-        entries=[entry],
-        state=pool_state(organization),
-        source=Source.MANUAL,
-        note=note,
-    )
-
-
-def plan_activation(
-    organization: Organization,
-    *,
-    actor: User | None,
-    users: list[User],
-    shares: dict[str, int],
-    limits: dict[tuple[int, str], int],
-) -> LimitPlan:
-    """A new organization's users each get an equal share of its pool per type."""
-    note = _("Equal share on activation.")
-    entries = []
-    for user in users:
-        before = {t: limits[(user.pk, t)] for t in TYPES}
-        entries.append(
-            AuditEntry(
-                user=user,
-                action=Action.LIMIT_CHANGED,
-                target=user,
-                before=_limit_dict(before),
-                after=_limit_dict(shares),
-                message=_("Source: %(source)s.") % {"source": Source.ACTIVATION.label},
-                changes=tuple(
-                    _changes(user, before, dict(shares), Source.ACTIVATION, note)
-                ),
-            )
-        )
-    state = pool_state(organization)
-    refusals = []
-    for t, share in shares.items():
-        needed, available = share * len(users), state[t][0] - state[t][1]
-        if needed > available:
-            refusals.append(over_allocation(needed, available, t))
-            break
-    return plan(
-        organization=organization,
-        actor=actor,
-        entries=entries,
-        state=state,
-        refusals=refusals,
-        source=Source.ACTIVATION,
-        note=note,
     )
