@@ -19,7 +19,7 @@ Every change of limits is two steps:
 a pool shrank below what is allocated): the only definition of "unallocated".
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -149,7 +149,6 @@ class LimitPlan:
     note: str = ""
     token_request: models.Model | None = None
     distribution_run: models.Model | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def changes(self) -> tuple[LimitChange, ...]:
@@ -158,10 +157,6 @@ class LimitPlan:
     @property
     def refused(self) -> bool:
         return bool(self.refusals)
-
-    @property
-    def users_changed(self) -> int:
-        return len({c.user.pk for c in self.changes if c.delta})
 
 
 def effects_of(
