@@ -6,7 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.core import signing
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
 from django.template.loader import render_to_string
@@ -20,43 +20,15 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import audit
 from accounts.emails import canonical_email
 from accounts.models import AuditEvent, Organization, ServiceKey, User
+from accounts.policy import (
+    access_organization_for_admin,
+    access_staff_action,
+    access_superuser_action,
+)
 
 Action = AuditEvent.Action
 
 _VERIFY_SALT = "accounts.email-verification"
-
-
-# --- who may act (issue 14, defect 12) -------------------------------------------
-# Checked by the services themselves, so that no caller (a view, the staff site, a
-# command) can skip them. Staff status alone grants nothing on an organization.
-
-
-def ensure_can_manage_organization(
-    actor: User | None, organization_id: int | None
-) -> None:
-    """An organization's pool, users and settings: its own active admins,
-    superusers, and the system (``actor=None``: scheduled jobs, the gateway)."""
-    if actor is None or actor.is_superuser:
-        return
-    if (
-        actor.is_org_admin
-        and organization_id is not None
-        and actor.organization_id == organization_id
-        and actor.is_active
-        and not actor.is_banned
-    ):
-        return
-    raise PermissionDenied(_("You cannot manage this organization."))
-
-
-def ensure_staff_permission(actor: User | None, permission: str) -> None:
-    """Platform actions of the staff site: the system, superusers, and staff who
-    hold ``permission`` (the Sales group's are in tokens migration 0002)."""
-    if actor is None or actor.is_superuser:
-        return
-    if actor.is_staff and actor.has_perm(permission):
-        return
-    raise PermissionDenied(_("You are not allowed to do this."))
 
 
 BACKUP_CODE_COUNT = 10
@@ -239,8 +211,7 @@ def mfa_enrol(*, user: User, code: str) -> tuple[TOTPDevice, list[str]]:
 def mfa_reset(*, user: User, actor: User) -> int:
     """Remove every MFA device of ``user``; they enrol again at next panel visit.
     Superusers only (and the system): it weakens the account's protection."""
-    if actor is not None and not actor.is_superuser:
-        raise PermissionDenied(_("Only superusers can reset MFA."))
+    access_superuser_action(actor)
     with transaction.atomic():
         deleted = TOTPDevice.objects.filter(user=user).delete()[0]
         deleted += StaticDevice.objects.filter(user=user).delete()[0]
@@ -304,7 +275,7 @@ def service_key_create(
     *, actor: User | None, name: str, organization: Organization | None = None
 ) -> tuple[ServiceKey, str]:
     """Create a key; returns it and its secret, which is never stored or shown again."""
-    ensure_staff_permission(actor, "accounts.add_servicekey")
+    access_staff_action(actor, "accounts.add_servicekey")
     name = name.strip()
     if not name:
         raise ValidationError({"name": _("Give the key a name.")})
@@ -329,7 +300,7 @@ def service_key_create(
 
 
 def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
-    ensure_staff_permission(actor, "accounts.change_servicekey")
+    access_staff_action(actor, "accounts.change_servicekey")
     with transaction.atomic():
         locked = ServiceKey.objects.select_for_update(no_key=True).get(pk=key.pk)
         if locked.revoked_at is not None:
@@ -380,7 +351,7 @@ def service_key_authenticate(secret: str) -> ServiceKey | None:
 def user_mark_verified(*, actor: User, user: User) -> User:
     """An admin of the user's organization (or a superuser) vouches for a member's
     email address."""
-    ensure_can_manage_organization(actor, user.organization_id)
+    access_organization_for_admin(actor, user.organization_id)
     with transaction.atomic():
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.email_verified_at is not None:
@@ -402,7 +373,11 @@ def user_mark_verified(*, actor: User, user: User) -> User:
 def data_export_record(
     *, actor: User, organization: Organization | None, what: str, filters: dict
 ) -> None:
-    """Audit a CSV export: who exported what, with which filter."""
+    """Audit a CSV export: who exported what, with which filter (an admin of the
+    organization exported, or a superuser)."""
+    access_organization_for_admin(
+        actor, organization.pk if organization is not None else None
+    )
     audit.record(
         action=Action.DATA_EXPORTED,
         actor=actor,
@@ -416,7 +391,7 @@ def organization_set_prompt_excerpts(
 ) -> Organization:
     """Whether the gateway's prompt and response excerpts (first 2,000 characters)
     are stored for this organization's usage. Off by default."""
-    ensure_can_manage_organization(actor, organization.pk)
+    access_organization_for_admin(actor, organization.pk)
     with transaction.atomic():
         locked = Organization.objects.select_for_update(no_key=True).get(
             pk=organization.pk

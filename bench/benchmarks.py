@@ -549,7 +549,7 @@ def b5(ctx: Context, spec: Scale, port: int, dsn: str) -> list[Row]:
     from asksage_admin.lib.periods import period_of
     from tokens.ledger import check_ledger
     from tokens.models import Allocation, Hold, UsageCounter
-    from tokens.services.allocations import allocation_set_limit
+    from tokens.services.pool import allocation_set_limit
 
     hot = User.objects.select_related("organization").get(email=ctx.hot_user)
     admin = User.objects.get(email=ctx.big_admin)

@@ -12,8 +12,8 @@ from tests.factories import UserFactory, fund
 from tests.kit import member
 from tokens.models import DistributionPolicy, TokenRequest, UserOverride
 from tokens.services.activation import enterprise_request_submit
-from tokens.services.allocations import purchase_record
 from tokens.services.distribution import policy_ensure
+from tokens.services.pool import purchase_record
 
 pytestmark = pytest.mark.django_db
 Action = AuditEvent.Action

@@ -8,7 +8,16 @@ status alone grants nothing there. Staff-site actions (purchases, enterprise
 requests, members, service keys) need the permission (the Sales group has some),
 or a superuser; MFA reset is for superusers. A refused call raises
 PermissionDenied and changes nothing: no audit event, no allocation change, no
-row anywhere."""
+row anywhere.
+
+``SERVICES`` must name every public function of the service modules that takes an
+``actor`` (the house style: a service is told who acts): a new one fails
+``test_every_service_with_an_actor_is_in_the_matrix`` until it is added here, or
+to ``READS_ONLY`` when it changes nothing (a plan)."""
+
+import importlib
+import inspect
+import pkgutil
 
 import pytest
 from django.apps import apps
@@ -262,7 +271,55 @@ SERVICES = {
         SUPERUSER,
         lambda w, a: account_services.mfa_reset(actor=a, user=w["target"]),
     ),
+    "data_export_record": (
+        ORG,
+        lambda w, a: account_services.data_export_record(
+            actor=a, organization=w["org"], what="users", filters={}
+        ),
+    ),
 }
+
+# Functions that take an actor but change nothing: the plans a confirmation page
+# shows (tokens/services/pool/plans.py) and the self-action rule.
+READS_ONLY = {
+    "plan",
+    "plan_activation",
+    "plan_bulk_set_limit",
+    "plan_member_join",
+    "plan_member_leave",
+    "plan_paid_change",
+    "plan_request_approval",
+    "plan_set_limit",
+    "plan_set_paid",
+    "self_action_refusal",
+}
+
+
+def _service_modules():
+    yield account_services
+    for info in pkgutil.walk_packages(services.__path__, "tokens.services."):
+        yield importlib.import_module(info.name)
+
+
+def _functions_with_an_actor() -> set[str]:
+    return {
+        name
+        for module in _service_modules()
+        for name, function in inspect.getmembers(module, inspect.isfunction)
+        if function.__module__ == module.__name__
+        and not name.startswith("_")
+        and "actor" in inspect.signature(function).parameters
+    }
+
+
+def test_every_service_with_an_actor_is_in_the_matrix():
+    found = _functions_with_an_actor()
+    assert found - READS_ONLY == set(SERVICES), (
+        "Add every mutating service to SERVICES (who may, and a call that succeeds "
+        "for them), or to READS_ONLY when it changes nothing."
+    )
+    assert found >= READS_ONLY
+
 
 # Rows a refused call must leave exactly as they were.
 _WATCHED = [

@@ -22,24 +22,42 @@ from analytics.selectors import StatsPeriod
 from tests.conftest import sign_in
 from tests.tenant_world import A_MARKERS, B_NOVEMBER, NOW, build_moved_user
 from tokens import selectors as token_selectors
+from tokens.models import TokenRequest
+from tokens.services.pool import membership as pool_membership
+from tokens.services.pool import plans as pool_plans
+from tokens.views.bulk_review import bulk_review
 
-MODULES = (token_selectors, analytics_selectors)
+# The plans of limit changes read the pool and limits of the organization they are
+# given, as selectors do (tokens/services/pool/plans.py and membership.py).
+MODULES = (token_selectors, analytics_selectors, pool_plans, pool_membership)
 NOVEMBER = dt.date(2026, 11, 1)
 OCTOBER = dt.date(2026, 10, 1)
 WHOLE = StatsPeriod(OCTOBER, dt.date(2026, 11, 30))
 
 
 def _bulk(w):
+    """The bulk confirmation page's plans (tokens/views/bulk_review.py)."""
     users = [w.mover]
     return [
-        token_selectors.bulk_effect(w.b, users, {"action": action})
+        bulk_review(w.b, w.b_admin, users, {"action": action})
         for action in ("paid_on", "paid_off", "ban")
     ] + [
-        token_selectors.bulk_effect(
-            w.b, users, {"action": "set_limit", "token_type": t, "limit": 300_000}
+        bulk_review(
+            w.b,
+            w.b_admin,
+            users,
+            {"action": "set_limit", "token_type": t, "limit": 300_000},
         )
         for t in token_selectors.TYPES
     ]
+
+
+def _limits(w):
+    return pool_plans.current_limits(w.b, [w.mover])
+
+
+def _current(w, token_type="inference"):
+    return _limits(w)[(w.mover.pk, token_type)]
 
 
 def _copy(w):
@@ -81,7 +99,6 @@ SELECTORS = {
             w.b, w.mover
         ),
         "recent_usage": lambda w: token_selectors.recent_usage(w.b, w.mover),
-        "bulk_effect": _bulk,
         "token_requests_in": lambda w: token_selectors.token_requests_in(w.b),
         "token_requests_for_panel": lambda w: token_selectors.token_requests_for_panel(
             w.b, "all"
@@ -113,6 +130,62 @@ SELECTORS = {
             analytics_selectors.usage_events_for_export(w.b, WHOLE)
         ),
         "usage_events_copy": _copy,
+    },
+    pool_plans: {
+        "current_limits": _limits,
+        "plan_set_limit": lambda w: pool_plans.plan_set_limit(
+            w.b,
+            actor=w.b_admin,
+            user=w.mover,
+            token_type="inference",
+            limit=_current(w) + 1_000,
+            current=_current(w),
+        ),
+        "plan_bulk_set_limit": _bulk,
+        "plan_set_paid": lambda w: pool_plans.plan_set_paid(
+            w.b,
+            actor=w.b_admin,
+            users=[w.mover],
+            paid=False,
+            partial=False,
+            limits=_limits(w),
+        ),
+        "plan_request_approval": lambda w: pool_plans.plan_request_approval(
+            w.b,
+            actor=w.b_admin,
+            request=TokenRequest(
+                organization=w.b,
+                user=w.mover,
+                token_type="inference",
+                amount=10_000,
+                reason="More, please.",
+            ),
+            user=w.mover,
+            amount=10_000,
+            current=_current(w),
+        ),
+    },
+    pool_membership: {
+        "plan_member_join": lambda w: pool_membership.plan_member_join(
+            w.b,
+            actor=None,
+            user=w.mover,
+            role="user",
+            current={t: _current(w, t) for t in token_selectors.TYPES},
+        ),
+        "plan_member_leave": lambda w: pool_membership.plan_member_leave(
+            w.b,
+            actor=None,
+            user=w.mover,
+            current={t: _current(w, t) for t in token_selectors.TYPES},
+        ),
+        "plan_activation": lambda w: pool_membership.plan_activation(
+            w.b,
+            actor=None,
+            users=[w.mover],
+            shares={t: 100_000 for t in token_selectors.TYPES},
+            limits=_limits(w),
+        ),
     },
 }
 

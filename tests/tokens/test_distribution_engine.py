@@ -41,7 +41,8 @@ from tokens.services import (
     user_ban,
     user_deactivate,
 )
-from tokens.services.distribution import auto_increase, runs
+from tokens.services.distribution import auto_increase
+from tokens.services.pool import kernel as pool_kernel
 
 pytestmark = pytest.mark.django_db
 
@@ -1042,7 +1043,7 @@ def test_run_is_atomic_a_failure_midway_changes_nothing(acme, boss):
         person(acme, f"u{i}@acme.example", inference=300_000, embedding=300_000)
         for i in range(3)
     ]
-    real = runs.apply_limit_rows
+    real = pool_kernel._write
 
     def flaky(*args, **kwargs):
         # The limits and their changes are written, then the run fails.
@@ -1051,7 +1052,7 @@ def test_run_is_atomic_a_failure_midway_changes_nothing(acme, boss):
 
     before = (AllocationChange.objects.count(), AuditEvent.objects.count())
     with (
-        mock.patch.object(runs, "apply_limit_rows", side_effect=flaky),
+        mock.patch.object(pool_kernel, "_write", side_effect=flaky),
         pytest.raises(RuntimeError, match="disk full"),
     ):
         engine.distribution_run(actor=boss, organization=acme)

@@ -5,6 +5,7 @@ not staff are sent to the staff sign-in."""
 import re
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -446,6 +447,12 @@ def test_remove_member_asks_for_confirmation_then_returns_the_tokens(
         sales_client, changelist, "remove_from_organization", [leaver.pk]
     )
     assert "admin/tokens/remove_members.html" in [t.name for t in confirm.templates]
+    # The page shows the plan the removal applies: the limits going back.
+    minimum = f"{django_settings.MIN_USER_TOKENS:,}"
+    assert (
+        f"{minimum} inference tokens back to the pool, {minimum} embedding tokens "
+        "back to the pool" in confirm.content.decode()
+    )
     leaver.refresh_from_db()
     assert leaver.organization == funded_org
 

@@ -22,6 +22,24 @@ from tokens.services import (
     organization_add_member,
     organization_remove_member,
 )
+from tokens.services.pool import TYPES
+from tokens.services.pool.membership import plan_member_leave
+from tokens.services.pool.plans import current_limits
+
+
+def _leave_plan(actor, user):
+    """The plan ``organization_remove_member`` applies to ``user`` (None outside an
+    organization): what the confirmation page shows returning to the pool."""
+    organization = user.organization
+    if organization is None:
+        return None
+    limits = current_limits(organization, [user])
+    return plan_member_leave(
+        organization,
+        actor=actor,
+        user=user,
+        current={t: limits[(user.pk, t)] for t in TYPES},
+    )
 
 
 def can_manage_members(request: HttpRequest) -> bool:
@@ -187,6 +205,7 @@ class UserAdmin(accounts_admin.UserAdmin):
             "title": _("Remove users from their organization"),
             "opts": self.model._meta,
             "queryset": queryset,
+            "members": [(user, _leave_plan(request.user, user)) for user in queryset],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "action_name": "remove_from_organization",
         }

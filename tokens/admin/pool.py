@@ -4,7 +4,7 @@ allocations and allocation changes."""
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.utils.translation import gettext_lazy
 
 from tokens.admin.common import ReadOnlyAdmin, tokens_column
@@ -16,17 +16,13 @@ from tokens.models import (
 from tokens.services import (
     purchase_record,
 )
-from tokens.services.allocations import PURCHASE_COMMENT_MAX
-
-
-class _DryRun(Exception):
-    """Rolls back a trial run of a service inside a savepoint."""
+from tokens.services.pool import PURCHASE_COMMENT_MAX, purchase_check
 
 
 class PurchaseAddForm(forms.ModelForm):
-    """Adding a purchase: the service's rules (lots, dates) are checked by running
-    ``purchase_record`` in a savepoint that is rolled back, so its messages show on
-    the form; ``PurchaseAdmin.save_model`` then records it for real."""
+    """Adding a purchase: the service's own checks (``purchase_check``: lots, dates,
+    comment) show their messages on the form; ``PurchaseAdmin.save_model`` then
+    records it through ``purchase_record``, which runs the same checks."""
 
     class Meta:
         model = Purchase
@@ -46,11 +42,7 @@ class PurchaseAddForm(forms.ModelForm):
         if self.errors:
             return cleaned
         try:
-            with transaction.atomic():
-                purchase_record(actor=None, **cleaned)
-                raise _DryRun
-        except _DryRun:
-            pass
+            purchase_check(**cleaned)
         except ValidationError as error:
             self.add_error(None, error)
         return cleaned

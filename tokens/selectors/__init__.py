@@ -11,8 +11,6 @@ every public function of these modules).
 
 from tokens.selectors.distribution import overrides_in, recent_runs
 from tokens.selectors.members import (
-    BulkEffect,
-    bulk_effect,
     users_for_panel,
     users_in,
 )
@@ -50,12 +48,10 @@ __all__ = [
     "REQUEST_TABS",
     "TYPES",
     "Balance",
-    "BulkEffect",
     "TypeSummary",
     "allocated",
     "allocation_history",
     "auto_approval_rule",
-    "bulk_effect",
     "org_summary",
     "overrides_in",
     "pending_request_count",

@@ -57,11 +57,9 @@ class TypeSummary:
 
     @property
     def unallocated(self) -> int:
+        """What the pages show: the kernel's headroom (pool − allocated,
+        tokens/services/pool/kernel.py), never below 0."""
         return max(0, self.pool - self.allocated)
-
-    @property
-    def over_allocated(self) -> int:
-        return max(0, self.allocated - self.pool)
 
 
 def org_summary(

@@ -1,7 +1,7 @@
 """Every write of the tokens app (docs/development.md, House style: one function per
 action, one transaction, its audit event inside it)."""
 
-from tokens.services.allocations import (
+from tokens.services.pool import (
     allocation_set_limit,
     allocations_bulk_set_limit,
     purchase_record,

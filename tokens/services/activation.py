@@ -21,23 +21,27 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.emails import canonical_email
 from accounts.models import AuditEvent, EnterpriseAccountRequest, Organization, User
-from accounts.services import ensure_staff_permission
+from accounts.policy import access_staff_action
 from accounts.sessions import end_user_sessions_on_commit
+from asksage_admin.lib.errors import Conflict
 from tokens import locks
-from tokens.models import AllocationChange
-from tokens.services.allocations import (
+from tokens.models import TYPE_FIELDS, AllocationChange
+from tokens.services.distribution import policy_ensure
+from tokens.services.pool import kernel
+from tokens.services.pool.kernel import (
     TYPES,
-    apply_limits,
     fmt,
     limits_of,
     lock_allocations,
     lock_organization,
-    purchase_record,
-    refuse_over_allocation,
     type_label,
-    unallocated,
 )
-from tokens.services.distribution import policy_ensure
+from tokens.services.pool.membership import (
+    plan_activation,
+    plan_member_join,
+    plan_member_leave,
+)
+from tokens.services.pool.purchases import purchase_record
 
 Action = AuditEvent.Action
 Source = AllocationChange.Source
@@ -45,7 +49,7 @@ RequestStatus = EnterpriseAccountRequest.Status
 
 MIN_USERS = 2
 _EMAIL_SEPARATORS = re.compile(r"[\s,;]+")
-_TOKEN_FIELDS = {"inference": "inference_tokens", "embedding": "embedding_tokens"}
+_TOKEN_FIELDS = TYPE_FIELDS
 
 
 # --- helpers -------------------------------------------------------------------
@@ -76,12 +80,6 @@ def _invalid_emails(emails: list[str]) -> list[str]:
 
 def _join(emails: Iterable[str]) -> str:
     return ", ".join(emails)
-
-
-def _ensure_permission(actor: User | None, permission: str) -> None:
-    """Staff actions: the system (``actor=None``), superusers and staff holding the
-    permission (the Sales group) only."""
-    ensure_staff_permission(actor, permission)
 
 
 def _membership_problems(emails: list[str], users: dict[str, User]) -> list[str]:
@@ -146,7 +144,7 @@ def _check_amount(amount: int, token_type: str, user_count: int) -> str | None:
 
 def _ensure_pending(request: EnterpriseAccountRequest) -> None:
     if request.status != RequestStatus.PENDING:
-        raise ValidationError(
+        raise Conflict(
             _("This request is already %(status)s.")
             % {"status": request.get_status_display().lower()},
             code="not_pending",
@@ -163,10 +161,6 @@ def _join_organization(
         if allocation.organization_id != organization.pk:
             allocation.organization_id = organization.pk
             allocation.save(update_fields=["organization"])
-
-
-def _limit_dict(limits: dict[str, int]) -> dict[str, int]:
-    return {f"{t}_limit": n for t, n in limits.items()}
 
 
 # --- the intake ------------------------------------------------------------------
@@ -326,7 +320,7 @@ def enterprise_request_activate(
     its users (admins as admins), give each an equal share of the pool per type,
     and mark the request activated. Refused, with nothing changed, when the request
     is not pending or a user can no longer join."""
-    _ensure_permission(actor, "accounts.change_enterpriseaccountrequest")
+    access_staff_action(actor, "accounts.change_enterpriseaccountrequest")
     with transaction.atomic():
         locked = EnterpriseAccountRequest.objects.select_for_update(no_key=True).get(
             pk=request.pk
@@ -389,31 +383,18 @@ def enterprise_request_activate(
             user.is_paid = True
             user.save(update_fields=["organization", "role", "is_paid"])
         allocations = lock_allocations(users)
-        for token_type, share in shares.items():
-            refuse_over_allocation(
-                share * count, unallocated(organization, token_type), token_type
-            )
+        plan = plan_activation(
+            organization,
+            actor=actor,
+            users=users,
+            shares=shares,
+            limits={key: a.limit for key, a in allocations.items()},
+        )
+        if plan.refused:
+            raise plan.refusals[0]
         for user in users:
             _join_organization(user, organization, allocations)
-            before = limits_of(user, allocations)
-            event = audit.record(
-                action=Action.LIMIT_CHANGED,
-                actor=actor,
-                organization=organization,
-                target=user,
-                before=_limit_dict(before),
-                after=_limit_dict(shares),
-                message=_("Source: %(source)s.") % {"source": Source.ACTIVATION.label},
-            )
-            apply_limits(
-                user=user,
-                new_limits=dict(shares),
-                allocations=allocations,
-                source=Source.ACTIVATION,
-                audit_event=event,
-                actor=actor,
-                note=_("Equal share on activation."),
-            )
+        kernel.apply(plan)
         audit.record(
             action=Action.ORG_ACTIVATED,
             actor=actor,
@@ -445,7 +426,7 @@ def enterprise_request_reject(
     *, actor: User | None, request: EnterpriseAccountRequest, reason: str
 ) -> EnterpriseAccountRequest:
     """Turn a pending request down, with a reason the requester can act on."""
-    _ensure_permission(actor, "accounts.change_enterpriseaccountrequest")
+    access_staff_action(actor, "accounts.change_enterpriseaccountrequest")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError(
@@ -484,10 +465,9 @@ def organization_add_member(
     """Add a registered user (terms accepted, in no organization) to an active
     organization with the platform minimum per type, taken from the unallocated
     pool; refused, naming the missing tokens, when the pool cannot cover it."""
-    _ensure_permission(actor, "accounts.change_organization")
+    access_staff_action(actor, "accounts.change_organization")
     if role not in User.Role.values:
         raise ValidationError({"role": _("Choose a role: user or admin.")})
-    minimum = settings.MIN_USER_TOKENS
     with transaction.atomic():
         org = lock_organization(organization)
         if not org.is_active:
@@ -520,57 +500,14 @@ def organization_add_member(
         locked.save(update_fields=["organization", "role", "is_paid"])
         allocations = lock_allocations([locked])
         _join_organization(locked, org, allocations)
-        before = limits_of(locked, allocations)
-        after = {t: max(before[t], minimum) for t in TYPES}
-        shortfalls = []
-        for token_type in TYPES:
-            needed = after[token_type] - before[token_type]
-            available = max(0, unallocated(org, token_type))
-            if needed > available:
-                shortfalls.append(
-                    _(
-                        "%(missing)s %(type)s tokens are missing (%(needed)s needed, "
-                        "%(available)s unallocated)"
-                    )
-                    % {
-                        "missing": fmt(needed - available),
-                        "type": type_label(token_type),
-                        "needed": fmt(needed),
-                        "available": fmt(available),
-                    }
-                )
-        if shortfalls:
-            raise ValidationError(
-                _(
-                    "The pool of %(org)s cannot give %(email)s the platform minimum "
-                    "of %(min)s tokens per type: %(shortfalls)s. Record a purchase or "
-                    "lower other users' limits first."
-                )
-                % {
-                    "org": org.name,
-                    "email": locked.email,
-                    "min": fmt(minimum),
-                    "shortfalls": "; ".join(shortfalls),
-                },
-                code="over_allocation",
-            )
-        event = audit.record(
-            action=Action.MEMBER_ADDED,
+        plan = plan_member_join(
+            org,
             actor=actor,
-            organization=org,
-            target=locked,
-            before={"organization": None, **_limit_dict(before)},
-            after={"organization": org.name, "role": role, **_limit_dict(after)},
-        )
-        changes = apply_limits(
             user=locked,
-            new_limits=after,
-            allocations=allocations,
-            source=Source.MANUAL,
-            audit_event=event,
-            actor=actor,
-            note=_("Added to the organization."),
+            role=role,
+            current=limits_of(locked, allocations),
         )
+        changes = kernel.apply(plan)
     user.organization, user.role, user.is_paid = org, role, True
     return changes
 
@@ -581,7 +518,7 @@ def organization_remove_member(
     """Take a user out of their organization: their limits go back to the pool
     (0 per type), and they become a plain user in no organization. Their usage and
     history stay with the organization. The last admin cannot be removed."""
-    _ensure_permission(actor, "accounts.change_organization")
+    access_staff_action(actor, "accounts.change_organization")
     if actor is not None and actor.pk == user.pk:
         raise ValidationError(
             _(
@@ -602,7 +539,7 @@ def organization_remove_member(
         org = locks.lock_organization(organization_id)
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
         if locked.organization_id != org.pk:
-            raise ValidationError(
+            raise Conflict(
                 _("%(email)s changed organization meanwhile; reload and try again.")
                 % {"email": locked.email}
             )
@@ -620,30 +557,15 @@ def organization_remove_member(
                 % {"email": locked.email, "org": org.name}
             )
         allocations = lock_allocations([locked])
-        before = limits_of(locked, allocations)
-        after = {t: 0 for t in TYPES}
-        event = audit.record(
-            action=Action.MEMBER_REMOVED,
-            actor=actor,
-            organization=org,
-            target=locked,
-            before={
-                "organization": org.name,
-                "role": locked.role,
-                **_limit_dict(before),
-            },
-            after={"organization": None, "role": User.Role.USER, **_limit_dict(after)},
-        )
         # The changes belong to the organization the tokens return to, so they are
-        # written before the user leaves it.
-        changes = apply_limits(
-            user=locked,
-            new_limits=after,
-            allocations=allocations,
-            source=Source.MANUAL,
-            audit_event=event,
-            actor=actor,
-            note=_("Removed from the organization."),
+        # applied before the user leaves it.
+        changes = kernel.apply(
+            plan_member_leave(
+                org,
+                actor=actor,
+                user=locked,
+                current=limits_of(locked, allocations),
+            )
         )
         locked.organization = None
         locked.role = User.Role.USER

@@ -24,24 +24,24 @@ from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import AuditEvent, Organization, User
+from accounts.policy import access_organization_for_admin
 from accounts.services import send_templated_email
+from asksage_admin.lib.errors import Conflict
 from tokens import selectors
 from tokens.models import (
     Allocation,
-    AllocationChange,
     AutoApprovalRule,
     TokenRequest,
 )
-from tokens.services.allocations import (
-    apply_limits,
-    ensure_can_manage,
+from tokens.services.pool import kernel
+from tokens.services.pool.kernel import (
+    LimitPlan,
     fmt,
     lock_allocations,
     lock_organization,
-    refuse_over_allocation,
     type_label,
-    unallocated,
 )
+from tokens.services.pool.plans import plan_request_approval
 
 Action = AuditEvent.Action
 Status = TokenRequest.Status
@@ -105,11 +105,11 @@ def _percent_text(value: Decimal) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def already_decided(request: TokenRequest) -> ValidationError:
+def already_decided(request: TokenRequest) -> Conflict:
     """The refusal for a request that is no longer pending: who decided, and when."""
     who = request.decided_by.email if request.decided_by_id else _("auto-approval")
     when = request.decided_at or request.created_at
-    return ValidationError(
+    return Conflict(
         _("This request was already decided by %(who)s on %(date)s.")
         % {"who": who, "date": f"{when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"},
         code="already_decided",
@@ -240,15 +240,17 @@ def token_request_submit(
                 )
         except IntegrityError:
             raise _pending_refusal(token_type) from None
-        approve = may_auto and _rule_allows(
-            rule, organization, token_type, amount, summary
+        approval = (
+            _rule_allows(rule, organization, request, summary, allocations)
+            if may_auto
+            else None
         )
-        if approve:
+        if approval is not None:
             # Read under the organization lock taken above, so two simultaneous
             # submissions of one user cannot both pass under a limit.
             request.hold_note = _limit_reached(rule, request)
             if request.hold_note:
-                approve = False
+                approval = None
                 request.save(update_fields=["hold_note"])
         audit.record(
             action=Action.REQUEST_SUBMITTED,
@@ -263,20 +265,40 @@ def token_request_submit(
                 **({"held_back": request.hold_note} if request.hold_note else {}),
             },
         )
-        if approve:
-            _auto_approve(request, rule, allocations)
+        if approval is not None:
+            _mark_approved(
+                request,
+                amount=request.amount,
+                note=AUTO_APPROVED_NOTE,
+                actor=None,
+                auto=True,
+            )
+            kernel.apply(approval)
             transaction.on_commit(lambda: _email_decision(request.pk), robust=True)
         else:
             transaction.on_commit(lambda: _email_admins(request.pk), robust=True)
     return request
 
 
-def _rule_allows(rule, organization, token_type, amount, summary) -> bool:
-    """Consumption (used ÷ pool, before the grant) under the rule's maximum, and the
-    unallocated pool, read under the organization lock, covering the amount."""
+def _rule_allows(rule, organization, request, summary, allocations) -> LimitPlan | None:
+    """The auto-approval's plan when the rule allows it: consumption (used ÷ pool,
+    before the grant) under the rule's maximum, and a plan the pool, read under the
+    organization lock, does not refuse. None otherwise."""
     if _percent(summary.used, summary.pool) >= rule.max_consumption_percent:
-        return False
-    return amount <= unallocated(organization, token_type)
+        return None
+    approval = plan_request_approval(
+        organization,
+        actor=None,
+        request=request,
+        user=request.user,
+        amount=request.amount,
+        current=allocations[(request.user.pk, request.token_type)].limit,
+        note=AUTO_APPROVED_NOTE,
+        message=_("Auto-approved by the organization's rule: %(rule)s.")
+        % {"rule": rule_description(rule)},
+        auto=True,
+    )
+    return None if approval.refused else approval
 
 
 def _limit_reached(rule: AutoApprovalRule, request: TokenRequest) -> str:
@@ -321,45 +343,6 @@ def _limit_reached(rule: AutoApprovalRule, request: TokenRequest) -> str:
     return ""
 
 
-def _auto_approve(
-    request: TokenRequest,
-    rule: AutoApprovalRule,
-    allocations: dict[tuple[int, str], Allocation],
-) -> None:
-    user, token_type = request.user, request.token_type
-    before = allocations[(user.pk, token_type)].limit
-    after = before + request.amount
-    _mark_approved(
-        request, amount=request.amount, note=AUTO_APPROVED_NOTE, actor=None, auto=True
-    )
-    event = audit.record(
-        action=Action.REQUEST_APPROVED,
-        actor=None,
-        organization=request.organization,
-        target=request,
-        before={"status": Status.PENDING, f"{token_type}_limit": before},
-        after={
-            "status": Status.APPROVED,
-            "requested_amount": request.amount,
-            "approved_amount": request.amount,
-            f"{token_type}_limit": after,
-            "auto_approved": True,
-        },
-        message=_("Auto-approved by the organization's rule: %(rule)s.")
-        % {"rule": rule_description(rule)},
-    )
-    apply_limits(
-        user=user,
-        new_limits={token_type: after},
-        allocations=allocations,
-        source=AllocationChange.Source.REQUEST,
-        audit_event=event,
-        actor=None,
-        note=AUTO_APPROVED_NOTE,
-        token_request=request,
-    )
-
-
 def _mark_approved(
     request: TokenRequest,
     *,
@@ -399,7 +382,7 @@ def token_request_approve(
     _check_decision_amount(amount)
     note = _check_note(note)
     organization = request.organization
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     with transaction.atomic():
         # The request row first, as deny does: deny's audit insert takes a key-share
         # lock on the organization row, so org-then-request here could deadlock.
@@ -415,38 +398,21 @@ def token_request_approve(
                 % {"user": user.email},
                 code="not_member",
             )
-        token_type = request.token_type
         allocations = lock_allocations([user])
-        refuse_over_allocation(
-            amount, unallocated(organization, token_type), token_type
-        )
-        before = allocations[(user.pk, token_type)].limit
-        after = before + amount
-        _mark_approved(request, amount=amount, note=note, actor=actor)
-        event = audit.record(
-            action=Action.REQUEST_APPROVED,
+        approval = plan_request_approval(
+            organization,
             actor=actor,
-            organization=organization,
-            target=request,
-            before={"status": Status.PENDING, f"{token_type}_limit": before},
-            after={
-                "status": Status.APPROVED,
-                "requested_amount": request.amount,
-                "approved_amount": amount,
-                f"{token_type}_limit": after,
-            },
+            request=request,
+            user=user,
+            amount=amount,
+            current=allocations[(user.pk, request.token_type)].limit,
+            note=note,
             message=note,
         )
-        apply_limits(
-            user=user,
-            new_limits={token_type: after},
-            allocations=allocations,
-            source=AllocationChange.Source.REQUEST,
-            audit_event=event,
-            actor=actor,
-            note=note,
-            token_request=request,
-        )
+        if approval.refused:
+            raise approval.refusals[0]
+        _mark_approved(request, amount=amount, note=note, actor=actor)
+        kernel.apply(approval)
         transaction.on_commit(lambda: _email_decision(request.pk), robust=True)
     return request
 
@@ -457,7 +423,7 @@ def token_request_deny(
     """Deny a pending request, with an optional note for the user."""
     note = _check_note(note)
     organization = request.organization
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     with transaction.atomic():
         request = _lock_pending(request)
         request.status = Status.DENIED
@@ -516,7 +482,7 @@ def auto_approval_rule_update(
     """Save the organization's auto-approval rule (created on first save); one
     audit event with the fields that changed, none when nothing did. A per-user
     limit given as None keeps its current value."""
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     errors = {}
     if not _is_whole(max_amount) or max_amount < 1 or max_amount > AMOUNT_CEILING:
         errors["max_amount"] = _(

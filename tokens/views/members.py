@@ -31,9 +31,10 @@ from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
 from tokens.filtersets.members import UserFilterSet
 from tokens.forms.members import BulkActionForm, LimitForm
-from tokens.services.allocations import fmt, type_label
+from tokens.services.pool import fmt, type_label
 from tokens.tables.columns import PAGE_SIZES
 from tokens.tables.members import UserTable
+from tokens.views.bulk_review import BulkEffect, bulk_review
 
 
 class UsersPanelMixin(PanelAccessMixin):
@@ -354,11 +355,11 @@ class UserBulkView(UsersPanelMixin, View):
             messages.success(request, self.done_message(form.cleaned_data, count))
         return redirect(list_url)
 
-    def effect(self, data: dict, users: list) -> selectors.BulkEffect:
+    def effect(self, data: dict, users: list) -> BulkEffect:
         """The pool effect, refused up front (the button disabled, the reason
         shown) when the selection includes the admin themselves and the action
         may not be taken on oneself: the service would refuse it whole."""
-        effect = selectors.bulk_effect(self.org, users, data)
+        effect = bulk_review(self.org, self.request.user, users, data)
         refusal = services.self_action_refusal(self.request.user, users, data["action"])
         if refusal and not effect.refusal:
             effect = dataclasses.replace(effect, refusal=refusal)

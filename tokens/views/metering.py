@@ -21,9 +21,17 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.services import service_key_authenticate
+from asksage_admin.lib.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    NotPermitted,
+)
 from tokens.models import TOKEN_TYPES
 from tokens.services import metering
-from tokens.services.metering import MeteringError, ServiceUnavailable
+from tokens.services.metering import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +43,27 @@ def error(status: int, code: str, detail: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail, **extra}, status=status)
 
 
-def invalid(fields: dict[str, str]) -> MeteringError:
-    return MeteringError(
-        400, "invalid_request", "Some fields are missing or invalid.", fields=fields
+def invalid(fields: dict[str, str]) -> InvalidInput:
+    return InvalidInput("Some fields are missing or invalid.", fields=fields)
+
+
+# The one mapping of the services' domain errors to HTTP (docs/gateway-api.md,
+# The contract): the class decides the status, the body is the documented
+# {"error": code, "detail": message, …extra}. An unlisted refusal is a 400.
+ERROR_STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    LimitExceeded: 402,
+    NotPermitted: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+def refusal_response(refusal: DomainError) -> JsonResponse:
+    status = next(
+        (ERROR_STATUS[c] for c in type(refusal).__mro__ if c in ERROR_STATUS), 400
     )
+    return error(status, refusal.code, refusal.detail, **refusal.extra)
 
 
 def _unstorable(text: str) -> bool:
@@ -151,8 +176,8 @@ def api_view(*methods: str, json_body: bool = False):
                         )
                     kwargs["body"] = body
                 return view(request, key, *args, **kwargs)
-            except MeteringError as refusal:
-                return JsonResponse(refusal.as_dict(), status=refusal.status)
+            except DomainError as refusal:
+                return refusal_response(refusal)
             except (DataError, OverflowError):
                 # The data, not the service (a token count whose charge passes 64
                 # bits): refused, not "retry later", and nothing was saved.

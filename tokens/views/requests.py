@@ -22,7 +22,8 @@ from tokens.forms.requests import (
     TokenRequestForm,
 )
 from tokens.models import TokenRequest
-from tokens.services.allocations import fmt, type_label
+from tokens.services.pool import fmt, type_label
+from tokens.services.pool.plans import plan_request_approval
 from tokens.services.requests import (
     already_decided,
     auto_approval_rule_update,
@@ -220,16 +221,27 @@ class RequestDecisionView(RequestsPanelMixin, TemplateView):
         return self.render(token_request, form, status=400)
 
     def render(self, token_request, form, status=200) -> HttpResponse:
-        summary = selectors.org_summary(self.org)[token_request.token_type]
+        current = selectors.user_balance(
+            self.org, token_request.user, token_request.token_type
+        ).limit
+        # The plan approving the requested amount (what the service applies, under
+        # its locks): the pool it leaves and why it would be refused.
+        plan = plan_request_approval(
+            self.org,
+            actor=self.request.user,
+            request=token_request,
+            user=token_request.user,
+            amount=token_request.amount,
+            current=current,
+        )
         context = self.get_context_data(
             form=form,
             token_request=token_request,
             decision=self.decision,
             type_label=type_label(token_request.token_type),
-            current_limit=selectors.user_balance(
-                self.org, token_request.user, token_request.token_type
-            ).limit,
-            unallocated=summary.unallocated,
+            current_limit=current,
+            unallocated=max(0, plan.effects[token_request.token_type].headroom),
+            plan=plan,
             next=self.back_url(),
         )
         return self.response_class(

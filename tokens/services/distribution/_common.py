@@ -1,13 +1,11 @@
 """What several parts of the distribution engine share: the model enums under
-short names, number helpers and a user's ceiling and the organization's
-unallocated pool."""
+short names, number helpers and a user's ceiling. The pool's headroom is the
+kernel's (``tokens/services/pool/kernel.py``, ``headrooms``)."""
 
 from decimal import Decimal
 
-from accounts.models import AuditEvent, Organization
-from tokens import selectors
+from accounts.models import AuditEvent
 from tokens.models import AllocationChange, DistributionPolicy
-from tokens.services.allocations import TYPES
 
 Action = AuditEvent.Action
 Source = AllocationChange.Source
@@ -41,9 +39,3 @@ def _ceiling(policy, override) -> int | None:
     if override is not None and override.ceiling is not None:
         return override.ceiling
     return policy.ceiling
-
-
-def _unallocated(organization: Organization) -> dict[str, int]:
-    pool = selectors.pools(organization)
-    allocated = selectors.allocated(organization)
-    return {t: pool[t] - allocated[t] for t in TYPES}

@@ -17,17 +17,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import audit
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import period_of
 from tokens.locks import LockFirst, lock_organizations
 from tokens.models import Allocation, DistributionPolicy, UsageCounter, UserOverride
-from tokens.services.allocations import (
-    apply_limits,
-    fmt,
-    lock_allocations,
-    type_label,
-)
 from tokens.services.distribution._common import (
     Action,
     BumpMode,
@@ -35,7 +28,15 @@ from tokens.services.distribution._common import (
     _ceiling,
     _decimal,
     _plain,
-    _unallocated,
+)
+from tokens.services.pool import kernel
+from tokens.services.pool.kernel import (
+    AuditEntry,
+    LimitChange,
+    fmt,
+    headrooms,
+    lock_allocations,
+    type_label,
 )
 
 _POLICY = "organization__distribution_policy__"
@@ -251,7 +252,7 @@ def _pool_left(organization_id: int, keys: list[tuple[int, str]]) -> bool:
     organization's usage."""
     organization = Organization.objects.get(pk=organization_id)
     types = {t for _u, t in keys}
-    return any(v > 0 for t, v in _unallocated(organization).items() if t in types)
+    return any(v > 0 for t, v in headrooms(organization).items() if t in types)
 
 
 def lock_for_auto_increase(organization_ids: set[int], users: list[User]) -> None:
@@ -297,8 +298,10 @@ def _auto_increase_org(
             organization=organization, user_id__in=list(users), period=period
         ).values_list("user_id", "token_type", "used")
     }
-    free = _unallocated(organization)
+    free = headrooms(organization)
     increases = 0
+    entries: list[AuditEntry] = []
+    fired = []
     for user_id, token_type in sorted(keys):
         if user_id not in users:
             continue
@@ -353,24 +356,38 @@ def _auto_increase_org(
             },
             "limited": limited,
         }
-        event = audit.record(
-            action=Action.AUTO_INCREASE,
-            actor=None,
-            organization=organization,
-            target=users[user_id],
-            before={f"{token_type}_limit": before},
-            after={f"{token_type}_limit": after},
-            message=message,
+        entries.append(
+            AuditEntry(
+                user=users[user_id],
+                action=Action.AUTO_INCREASE,
+                target=users[user_id],
+                before={f"{token_type}_limit": before},
+                after={f"{token_type}_limit": after},
+                message=message,
+                changes=(
+                    LimitChange(
+                        users[user_id],
+                        token_type,
+                        before,
+                        after,
+                        Source.AUTO_INCREASE,
+                        message,
+                    ),
+                ),
+            )
         )
-        apply_limits(
-            user=users[user_id],
-            new_limits={token_type: after},
-            allocations=allocations,
-            source=Source.AUTO_INCREASE,
-            audit_event=event,
-            actor=None,
-            note=message,
+        fired.append((allocation, reached))
+    if entries:
+        kernel.apply(
+            kernel.plan(
+                organization=organization,
+                actor=None,
+                entries=entries,
+                state=kernel.pool_state(organization),
+                source=Source.AUTO_INCREASE,
+            )
         )
+    for allocation, reached in fired:
         allocation.last_auto_increase_at = now
         allocation.last_auto_increase_tier = reached
         allocation.save(

@@ -8,10 +8,11 @@ from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import Organization, User
+from accounts.policy import access_organization_for_admin
 from tokens.models import UserOverride
-from tokens.services.allocations import ensure_can_manage, lock_organization
 from tokens.services.distribution._common import Action
 from tokens.services.distribution.validation import override_amount_errors
+from tokens.services.pool.kernel import lock_organization
 
 
 def _override_state(override: UserOverride | None) -> dict:
@@ -39,7 +40,7 @@ def override_set(
 ) -> UserOverride:
     """Create or update a user's override (own floor and/or ceiling, exemptions, a
     note); one OVERRIDE_SET event with before/after, none when nothing changed."""
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     errors: dict[str, str] = {}
     if user.organization_id != organization.pk:
         errors[NON_FIELD_ERRORS] = _("This user is not in this organization.")
@@ -104,7 +105,7 @@ def override_remove(
     *, actor: User | None, organization: Organization, user: User
 ) -> None:
     """Remove a user's override: the policy applies to them again."""
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     with transaction.atomic():
         lock_organization(organization)
         override = (

@@ -8,8 +8,8 @@ from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import Organization, User
+from accounts.policy import access_organization_for_admin
 from tokens.models import DistributionPolicy
-from tokens.services.allocations import ensure_can_manage, lock_organization
 from tokens.services.distribution._common import (
     Action,
     BumpMode,
@@ -21,6 +21,7 @@ from tokens.services.distribution.validation import (
     _check_policy_rules,
     _clean_policy_values,
 )
+from tokens.services.pool.kernel import lock_organization
 
 PRESET_FIELDS: tuple[str, ...] = (
     "floor_inference",
@@ -188,7 +189,7 @@ def policy_apply_preset(
 ) -> DistributionPolicy:
     """Fill the policy with a preset's numbers (docs/product.md, Token Distribution).
     Custom keeps the current values and only changes the badge."""
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     if preset not in Preset.values:
         raise ValidationError(
             {
@@ -219,7 +220,7 @@ def policy_update(
     once, by field); changing a preset-controlled field switches the badge to
     Custom; one POLICY_CHANGED event with the changed fields, none if nothing
     changed."""
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     values, errors = _clean_policy_values(dict(changes))
     with transaction.atomic():
         lock_organization(organization)

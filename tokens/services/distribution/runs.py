@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.models import Organization, User
+from accounts.policy import access_organization_for_admin
 from asksage_admin.lib.periods import period_of
 from tokens.models import (
     Allocation,
@@ -22,20 +23,21 @@ from tokens.models import (
     UsageCounter,
     UserOverride,
 )
-from tokens.services.allocations import (
-    TYPES,
-    apply_limit_rows,
-    ensure_can_manage,
-    lock_allocations,
-    lock_organization,
-)
 from tokens.services.distribution._common import (
     Action,
     Source,
     _ceiling,
-    _unallocated,
 )
 from tokens.services.distribution.policy import _policy_for_read, policy_ensure
+from tokens.services.pool import kernel
+from tokens.services.pool.kernel import (
+    TYPES,
+    AuditEntry,
+    LimitChange,
+    headrooms,
+    lock_allocations,
+    lock_organization,
+)
 
 # --- floors and ceilings of one user -----------------------------------------------
 
@@ -279,7 +281,7 @@ def distribution_plan(
         ).values_list("user_id", "token_type", "limit")
     }
     members = _members(organization, policy, users, limits, timezone.now())
-    return _plan(policy, members, _unallocated(organization), distribute_equally)
+    return _plan(policy, members, headrooms(organization), distribute_equally)
 
 
 def _summary(plan: Plan) -> dict:
@@ -310,7 +312,7 @@ def distribution_run(
     """Apply the plan of ``distribution_plan``, computed again under the locks, in
     one transaction: each user changed gets one audit event (before/after of their
     limits in this run), the run one DISTRIBUTION_RUN event with its summary."""
-    ensure_can_manage(actor, organization)
+    access_organization_for_admin(actor, organization.pk)
     if trigger not in DistributionRun.Trigger.values:
         raise ValidationError(_("Unknown run trigger."))
     with transaction.atomic():
@@ -337,49 +339,57 @@ def distribution_run(
             limits,
             timezone.now(),
         )
-        plan = _plan(policy, members, _unallocated(organization), distribute_equally)
+        plan = _plan(policy, members, headrooms(organization), distribute_equally)
 
         by_user: dict[int, list[PlanChange]] = defaultdict(list)
         for change in plan.changes:
             by_user[change.user_id].append(change)
         users_by_id = {u.pk: u for u in users}
-        # One audit event per changed user and the allocation writes, each in a
-        # constant number of queries whatever the number of users.
-        events, rows = [], []
+        # One audit event per changed user; the kernel writes them and the
+        # allocations in a constant number of queries whatever the number of users.
+        entries = []
         for user_id in sorted(by_user):
             changes = by_user[user_id]
+            user = users_by_id[user_id]
             types = list(dict.fromkeys(c.token_type for c in changes))
-            before = {f"{t}_limit": limits[(user_id, t)] for t in types}
-            after = {
-                f"{t}_limit": [c for c in changes if c.token_type == t][-1].new_limit
-                for t in types
-            }
-            reasons = ", ".join(dict.fromkeys(c.reason for c in changes))
-            event = audit.build(
-                action=Action.LIMIT_CHANGED,
-                actor=actor,
-                organization=organization,
-                target=users_by_id[user_id],
-                before=before,
-                after=after,
-                message=_("Distribution run #%(run)d: %(reasons)s.")
-                % {"run": run.pk, "reasons": reasons},
-            )
-            events.append(event)
-            rows += [
-                (
-                    users_by_id[user_id],
-                    c.token_type,
-                    c.new_limit,
-                    REASON_SOURCES[c.reason],
-                    event,
-                    c.reason,
+            entries.append(
+                AuditEntry(
+                    user=user,
+                    action=Action.LIMIT_CHANGED,
+                    target=user,
+                    before={f"{t}_limit": limits[(user_id, t)] for t in types},
+                    after={
+                        f"{t}_limit": [c for c in changes if c.token_type == t][
+                            -1
+                        ].new_limit
+                        for t in types
+                    },
+                    message=_("Distribution run #%(run)d: %(reasons)s.")
+                    % {
+                        "run": run.pk,
+                        "reasons": ", ".join(dict.fromkeys(c.reason for c in changes)),
+                    },
+                    changes=tuple(
+                        LimitChange(
+                            user,
+                            c.token_type,
+                            c.current,
+                            c.new_limit,
+                            REASON_SOURCES[c.reason],
+                            c.reason,
+                        )
+                        for c in changes
+                    ),
                 )
-                for c in changes
-            ]
-        audit.record_many(events)
-        apply_limit_rows(
-            rows, allocations=allocations, actor=actor, distribution_run=run
+            )
+        kernel.apply(
+            kernel.plan(
+                organization=organization,
+                actor=actor,
+                entries=entries,
+                state=kernel.pool_state(organization),
+                distribution_run=run,
+            )
         )
         run.summary = _summary(plan)
         run.finished_at = timezone.now()

@@ -7,7 +7,6 @@ from itertools import pairwise
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from tokens.services.allocations import fmt
 from tokens.services.distribution._common import (
     BumpMode,
     Frequency,
@@ -16,6 +15,7 @@ from tokens.services.distribution._common import (
     _is_number,
     _plain,
 )
+from tokens.services.pool import fmt
 
 _MAX_COOLDOWN = 525_600  # one year, in minutes
 _MAX_PERCENT_BUMP = 1_000

@@ -26,7 +26,9 @@ locks): authorize, usage, release, expiry.
 Layout (import from the package; patch a name where it is looked up, in the
 module that calls it):
 
-- ``_common``: constants, ``MeteringError``, ``ServiceUnavailable``,
+- ``_common``: constants, ``MeteringError`` (the domain errors' base,
+  ``asksage_admin/lib/errors.py``: refusals carry a code, never an HTTP status;
+  ``tokens/views/metering.py`` maps them), ``ServiceUnavailable``,
   ``with_retries``, and the user/model resolution shared by authorize, balance
   and usage.
 - ``counters``: counter and hold helpers (``_ensure_counters``,

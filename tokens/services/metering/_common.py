@@ -3,17 +3,17 @@ authorize, balance and usage."""
 
 import datetime as dt
 from functools import wraps
-from typing import Any
 
 from django.db import DatabaseError, IntegrityError, OperationalError
 
 from accounts.emails import canonical_email
 from accounts.models import ServiceKey
-from tokens.models import TokenType
+from asksage_admin.lib.errors import DomainError, NotFound, NotPermitted
+from tokens.models import TOKEN_TYPES
 from tokens.services.metering import hot
 from tokens.services.metering.hot import Member
 
-TYPES = {TokenType.INFERENCE.value, TokenType.EMBEDDING.value}
+TYPES = set(TOKEN_TYPES)
 MAX_BATCH = 1000
 MAX_ID = 128
 EXCERPT_CHARS = 2000
@@ -22,15 +22,9 @@ RETRIES = 3
 FUTURE_SKEW = dt.timedelta(minutes=5)
 
 
-class MeteringError(Exception):
-    """A refusal with its API error code and HTTP status."""
-
-    def __init__(self, status: int, code: str, detail: str, **extra: Any):
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.extra = status, code, detail, extra
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "detail": self.detail, **self.extra}
+# The gateway's refusals are domain errors (asksage_admin/lib/errors.py): a code, a
+# message and extra facts, never an HTTP status; ``tokens/views/metering.py`` maps them.
+MeteringError = DomainError
 
 
 class ServiceUnavailable(Exception):
@@ -86,18 +80,18 @@ def hidden_from(key: ServiceKey, user: Member | None) -> bool:
     )
 
 
-def _user_refusal(key: ServiceKey, user: Member | None) -> MeteringError | None:
+def _user_refusal(key: ServiceKey, user: Member | None) -> DomainError | None:
     if hidden_from(key, user):
-        return MeteringError(404, "unknown_user", UNKNOWN_USER)
+        return NotFound(UNKNOWN_USER, code="unknown_user")
     if not user.organization_active:
-        return MeteringError(
-            403, "forbidden", "This user is not in an active Enterprise Account."
+        return NotPermitted(
+            "This user is not in an active Enterprise Account.", code="forbidden"
         )
     if user.is_banned:
-        return MeteringError(403, "user_banned", "This user is banned.")
+        return NotPermitted("This user is banned.", code="user_banned")
     if not user.is_paid:
-        return MeteringError(
-            403, "user_not_paid", "This user's account is deactivated (not paid)."
+        return NotPermitted(
+            "This user's account is deactivated (not paid).", code="user_not_paid"
         )
     return None
 
@@ -123,11 +117,10 @@ def resolve_user_and_model(
     if refusal:
         raise refusal
     if model.model_id is None:
-        raise MeteringError(404, "unknown_model", f"No active model {model_key!r}.")
+        raise NotFound(f"No active model {model_key!r}.", code="unknown_model")
     if model.restricted and not model.permitted:
-        raise MeteringError(
-            403,
-            "model_not_allowed",
+        raise NotPermitted(
             f"Model {model_key!r} is not allowed for this organization.",
+            code="model_not_allowed",
         )
     return user, model.model_id

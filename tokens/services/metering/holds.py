@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from accounts.emails import canonical_email
 from accounts.models import ServiceKey
+from asksage_admin.lib.errors import Conflict, LimitExceeded, NotFound
 from asksage_admin.lib.periods import label, next_period, period_of
 from tokens.locks import lock_holds
 from tokens.models import Allocation, Hold, OrgDailyUsage, UsageCounter
 from tokens.services.metering import hot
 from tokens.services.metering._common import (
-    MeteringError,
     resolve_user,
     resolve_user_and_model,
     with_retries,
@@ -142,10 +142,8 @@ def _authorize(
             or existing.tokens != tokens
             or existing.token_type != token_type
         ):
-            raise MeteringError(
-                409,
-                "conflict",
-                "This request_id was already used for a different authorization.",
+            raise Conflict(
+                "This request_id was already used for a different authorization."
             )
         return Authorization(
             existing,
@@ -198,9 +196,7 @@ def _authorize(
         raise _ExpireFirst
     if granted is None:
         remaining = _remaining(user.organization_id, user.pk, token_type, period)
-        raise MeteringError(
-            402,
-            "insufficient_tokens",
+        raise LimitExceeded(
             f"Only {remaining:,} {token_type} tokens remain this month "
             f"({label(period)}); {tokens:,} were asked for.",
             remaining=remaining,
@@ -253,13 +249,13 @@ def _scoped_hold(key: ServiceKey, hold_id) -> Hold:
     try:
         hold_uuid = uuid.UUID(str(hold_id))
     except ValueError as error:
-        raise MeteringError(404, "unknown_hold", "No such hold.") from error
+        raise NotFound("No such hold.", code="unknown_hold") from error
     holds = Hold.objects.filter(pk=hold_uuid)
     if key.organization_id:
         holds = holds.filter(organization_id=key.organization_id)
     hold = lock_holds(holds).values(*_HOLD_FIELDS, "status").first()
     if hold is None:
-        raise MeteringError(404, "unknown_hold", "No such hold.")
+        raise NotFound("No such hold.", code="unknown_hold")
     return hold
 
 

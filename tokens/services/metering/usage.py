@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.emails import canonical_email
 from accounts.models import ServiceKey
+from asksage_admin.lib.errors import InvalidInput
 from asksage_admin.lib.periods import period_of
 from tokens.locks import LockFirst
 from tokens.models import (
@@ -29,7 +30,6 @@ from tokens.services.metering._common import (
     MAX_BATCH,
     TYPES,
     UNKNOWN_USER,
-    MeteringError,
     hidden_from,
     with_retries,
 )
@@ -53,9 +53,7 @@ from tokens.services.metering.hot import lock_holds_sql
 def usage_record(*, key: ServiceKey, events: list[Any]) -> UsageResult:
     """Record a batch of at most 1,000 usage events, each exactly once."""
     if len(events) > MAX_BATCH:
-        raise MeteringError(
-            400,
-            "invalid_request",
+        raise InvalidInput(
             f"At most {MAX_BATCH:,} events per request.",
             fields={"events": f"at most {MAX_BATCH:,} events"},
         )

@@ -9,7 +9,7 @@ from tokens.forms.distribution import (
     percent,
 )
 from tokens.models import DistributionPolicy, DistributionRun, TokenType
-from tokens.services.allocations import fmt, type_label
+from tokens.services.pool import fmt, type_label
 
 Preset = DistributionPolicy.Preset
 BumpMode = DistributionPolicy.BumpMode

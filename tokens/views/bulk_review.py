@@ -1,0 +1,129 @@
+"""The confirmation page of a bulk action on User Management (docs/product.md, User
+Management): what the action's plan (``tokens/services/pool/plans.py``) would do,
+in words. The service computes the same plan again under its locks and applies it,
+so the page and the action cannot disagree about the pool."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from accounts.models import Organization, User
+from tokens.services.pool import TYPES, fmt, plan_paid_change
+from tokens.services.pool.kernel import LimitPlan
+from tokens.services.pool.plans import current_limits, plan_bulk_set_limit
+
+
+@dataclass(frozen=True)
+class BulkEffect:
+    title: str
+    summary: str
+    button: str
+    destructive: bool = False
+    pool_lines: tuple[str, ...] = ()
+    refusal: str = ""
+    plan: LimitPlan | None = None
+
+
+def _refusal(plan: LimitPlan) -> str:
+    return str(plan.refusals[0].message) if plan.refusals else ""
+
+
+def bulk_review(
+    org: Organization, actor: User | None, users: list[User], data: dict
+) -> BulkEffect:
+    """What a bulk action would do, for its confirmation page (nothing changes)."""
+    n = len(users)
+    action = data["action"]
+    if action in ("paid_on", "paid_off"):
+        paid = action == "paid_on"
+        plan = plan_paid_change(org, actor=actor, users=users, paid=paid, partial=False)
+        count = len(plan.entries)
+        if not paid:
+            return BulkEffect(
+                title=_("Deactivate %(n)d users?") % {"n": n},
+                summary=_(
+                    "%(n)d paid users will be deactivated: their limits drop to "
+                    "%(floor)s tokens per type."
+                )
+                % {"n": count, "floor": fmt(settings.DISABLED_USER_TOKENS)},
+                button=_("Deactivate %(n)d users") % {"n": count},
+                destructive=True,
+                pool_lines=tuple(
+                    _("%(n)s %(type)s tokens return to the pool.")
+                    % {"n": fmt(-plan.effects[t].net), "type": t}
+                    for t in TYPES
+                ),
+                plan=plan,
+            )
+        return BulkEffect(
+            title=_("Reactivate %(n)d users?") % {"n": n},
+            summary=_(
+                "%(n)d unpaid users will be reactivated with at least %(min)s tokens "
+                "per type."
+            )
+            % {"n": count, "min": fmt(settings.MIN_USER_TOKENS)},
+            button=_("Reactivate %(n)d users") % {"n": count},
+            pool_lines=tuple(
+                _("Needs %(need)s of %(free)s unallocated %(type)s tokens.")
+                % {
+                    "need": fmt(plan.effects[t].net),
+                    "free": fmt(max(0, plan.effects[t].headroom)),
+                    "type": t,
+                }
+                for t in TYPES
+            ),
+            refusal=_refusal(plan),
+            plan=plan,
+        )
+    if action in ("ban", "unban"):
+        ban = action == "ban"
+        targets = [u for u in users if u.is_banned != ban]
+        return BulkEffect(
+            title=(_("Ban %(n)d users?") if ban else _("Unban %(n)d users?"))
+            % {"n": n},
+            summary=(
+                _(
+                    "%(n)d users will be banned: they cannot sign in and the gateway "
+                    "refuses them."
+                )
+                if ban
+                else _("%(n)d users will be unbanned.")
+            )
+            % {"n": len(targets)},
+            button=(_("Ban %(n)d users") if ban else _("Unban %(n)d users"))
+            % {"n": len(targets)},
+            destructive=ban,
+        )
+    t, limit = data["token_type"], data["limit"]
+    plan = plan_bulk_set_limit(
+        org,
+        actor=actor,
+        users=users,
+        token_type=t,
+        limit=limit,
+        limits=current_limits(org, users),
+    )
+    effect = plan.effects[t]
+    free = max(0, effect.headroom)
+    return BulkEffect(
+        title=_("Set the %(type)s limit of %(n)d users to %(limit)s?")
+        % {"type": t, "n": n, "limit": fmt(limit)},
+        summary=_("Every selected user's max %(type)s tokens becomes %(limit)s.")
+        % {"type": t, "limit": fmt(limit)},
+        button=_("Set %(n)d limits") % {"n": n},
+        pool_lines=(
+            _(
+                "Net change to allocated %(type)s tokens: %(net)s; unallocated now "
+                "%(free)s, after %(after)s."
+            )
+            % {
+                "type": t,
+                "net": f"{effect.net:+,}",
+                "free": fmt(free),
+                "after": fmt(free - effect.net),
+            },
+        ),
+        refusal=_refusal(plan),
+        plan=plan,
+    )
