@@ -1,0 +1,191 @@
+"""What the LiteLLM callback keeps between its hooks, and its failure policy
+(docs/integrations.md, When the platform cannot answer).
+
+- ``Pending``: one request between its authorization and its settlement; each is
+  closed once (settled or released), by the first hook that fires.
+- The outbox: usage the platform could not take (it did not answer) is kept in
+  memory, up to ``outbox_limit`` events, and sent with the next usage report that
+  goes through — or on its own as soon as an authorization succeeds again. Each
+  event keeps its payload, so a resend is at worst a ``duplicate``.
+- Fail closed (the default): while the platform cannot answer, calls are refused
+  (503, ``budget_unavailable``), logged as a WARNING.
+- Fail open: a call is let through without a hold as long as its user's
+  unreported tokens in this process (estimates of calls let through whose usage
+  the platform has not yet recorded) stay within ``fail_open_tokens``; past that,
+  refused as when closed. Each is logged as a WARNING when it happens, and its
+  usage reaches the platform as an ordinary event without a hold (recorded
+  whatever the balance; it may show as overage) whose ``application`` says
+  "fail-open", so the organization's admins see it on Activity Logs with the
+  event. The gateway API has no call to record "let through unchecked" at the
+  moment it happens — it could not, the platform being unreachable then."""
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from asksage_budget.client import MAX_EVENTS, AsyncBudgetClient
+from asksage_budget.errors import BudgetError, PlatformUnavailable
+from asksage_budget.models import UsageEvent
+from asksage_budget.settings import Settings
+
+FAIL_OPEN_MARK = " (fail-open: platform unreachable)"
+
+
+@dataclass
+class Pending:
+    request_id: str
+    user: str
+    model: str
+    token_type: str
+    estimate: int
+    hold_id: str | None = None
+
+    @property
+    def fail_open(self) -> bool:
+        return self.hold_id is None
+
+
+class Ledger:
+    def __init__(self, settings: Settings, client: AsyncBudgetClient, log: logging.Logger):
+        self.settings, self.client, self.log = settings, client, log
+        self.pending: dict[str, Pending] = {}
+        self.outbox: deque[tuple[UsageEvent, Pending]] = deque()
+        self.unreported: dict[str, int] = defaultdict(int)
+        self.releases: deque[str] = deque()  # holds whose release did not go through
+        self._flush: asyncio.Task | None = None
+
+    # --- requests ------------------------------------------------------------------
+
+    def opened(self, pending: Pending) -> None:
+        self.pending[pending.request_id] = pending
+
+    def close(self, request_id: str | None) -> Pending | None:
+        """The request, removed: the caller settles or releases it (once)."""
+        return self.pending.pop(request_id, None) if request_id else None
+
+    def application(self, pending: Pending) -> str:
+        return self.settings.application + (FAIL_OPEN_MARK if pending.fail_open else "")
+
+    def admit_unauthorized(self, pending: Pending, error: PlatformUnavailable) -> bool:
+        """The failure policy, for a call the platform could not authorize."""
+        what = (
+            f"user={pending.user} model={pending.model} type={pending.token_type} "
+            f"tokens={pending.estimate} request_id={pending.request_id} "
+            f"error={error.code}: {error.detail}"
+        )
+        if self.settings.failure_policy == "open":
+            after = self.unreported[pending.user] + pending.estimate
+            if after <= self.settings.fail_open_tokens:
+                self.unreported[pending.user] = after
+                self.log.warning(
+                    "asksage_budget: FAIL-OPEN: call let through without a hold "
+                    "(%s of %s unreported tokens for this user): %s",
+                    after,
+                    self.settings.fail_open_tokens,
+                    what,
+                )
+                return True
+            self.log.warning(
+                "asksage_budget: FAIL-OPEN cap reached, call refused: %s", what
+            )
+            return False
+        self.log.warning("asksage_budget: FAIL-CLOSED: call refused: %s", what)
+        return False
+
+    # --- settling --------------------------------------------------------------
+
+    async def deliver(self, event: UsageEvent, pending: Pending) -> None:
+        """Report this event, with whatever the outbox holds."""
+        batch = [(event, pending)]
+        while self.outbox and len(batch) < MAX_EVENTS:
+            batch.append(self.outbox.popleft())
+        await self._send(batch)
+
+    async def _send(self, batch: list[tuple[UsageEvent, Pending]]) -> None:
+        try:
+            answer = await self.client.usage([event for event, _ in batch])
+        except PlatformUnavailable as error:
+            self._keep(batch, error)
+            return
+        except BudgetError as error:  # 400/401: not something a resend fixes
+            self.log.error(
+                "asksage_budget: usage refused, %s events dropped: %r",
+                len(batch),
+                error,
+            )
+            return
+        by_id = {event.event_id: pending for event, pending in batch}
+        for result in answer.results:
+            pending = by_id.get(result.event_id)
+            if pending is None:
+                continue
+            if pending.fail_open:
+                self.unreported[pending.user] -= pending.estimate
+                if self.unreported[pending.user] <= 0:
+                    del self.unreported[pending.user]
+            if not result.delivered:
+                self.log.error(
+                    "asksage_budget: usage event %s rejected: %s %s",
+                    result.event_id,
+                    result.error,
+                    result.detail,
+                )
+
+    def _keep(self, batch, error: PlatformUnavailable) -> None:
+        for item in reversed(batch):
+            self.outbox.appendleft(item)
+        while len(self.outbox) > self.settings.outbox_limit:
+            event, _ = self.outbox.pop()
+            self.log.error(
+                "asksage_budget: outbox full, usage event %s dropped", event.event_id
+            )
+        self.log.warning(
+            "asksage_budget: usage not delivered (%s: %s); %s events kept for the "
+            "next report",
+            error.code,
+            error.detail,
+            len(self.outbox),
+        )
+
+    async def release(self, request_id: str | None) -> None:
+        pending = self.close(request_id)
+        if pending is None:
+            return
+        if pending.fail_open:
+            self.unreported[pending.user] -= pending.estimate
+            if self.unreported[pending.user] <= 0:
+                del self.unreported[pending.user]
+            return
+        await self._release(pending.hold_id)
+
+    async def _release(self, hold_id: str) -> None:
+        try:
+            await self.client.release(hold_id)
+        except PlatformUnavailable as error:
+            self.releases.append(hold_id)
+            self.log.warning(
+                "asksage_budget: hold %s not released (%s); retried later, else it "
+                "expires on the platform",
+                hold_id,
+                error.code,
+            )
+        except BudgetError as error:
+            self.log.error("asksage_budget: release of %s failed: %r", hold_id, error)
+
+    # --- after an outage ------------------------------------------------------
+
+    def reachable(self) -> None:
+        """The platform answered: send what it missed, in the background."""
+        if (self.outbox or self.releases) and (self._flush is None or self._flush.done()):
+            self._flush = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        for _ in range(len(self.releases)):  # one try each: a failure re-queues
+            await self._release(self.releases.popleft())
+        while self.outbox:
+            batch = [self.outbox.popleft() for _ in range(min(MAX_EVENTS, len(self.outbox)))]
+            before = len(self.outbox)
+            await self._send(batch)
+            if len(self.outbox) > before:  # kept again: the platform went away
+                return
