@@ -9,6 +9,8 @@ was recorded; the others are mistakes of the caller or its configuration."""
 
 from typing import Any
 
+_CLASS_STATUS: Any = object()  # "the class's status" (None is a status here)
+
 
 class BudgetError(Exception):
     """A refusal of the platform, or no answer from it."""
@@ -20,13 +22,13 @@ class BudgetError(Exception):
         self,
         detail: str,
         *,
-        status: int | None = None,
+        status: int | None = _CLASS_STATUS,
         code: str | None = None,
         extra: dict[str, Any] | None = None,
     ):
         super().__init__(detail)
         self.detail = detail
-        if status is not None:
+        if status is not _CLASS_STATUS:
             self.status = status
         if code is not None:
             self.code = code

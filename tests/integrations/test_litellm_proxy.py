@@ -1,6 +1,9 @@
 """The budget callback in a real LiteLLM proxy (docs/integrations.md): mock models,
 the platform served by the live server, the proxy in its own virtualenv."""
 
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
@@ -8,7 +11,8 @@ from accounts.models import User
 from bench.litellm_proxy import MASTER_KEY
 from tests.factories import give
 from tests.integrations.conftest import MEMBER
-from tokens.models import Hold, UsageCounter, UsageEvent
+from tests.races import race
+from tokens.models import AIModel, Hold, UsageCounter, UsageEvent
 
 pytestmark = [pytest.mark.litellm, pytest.mark.django_db(transaction=True)]
 
@@ -224,11 +228,35 @@ def test_fail_open_lets_calls_through_up_to_the_cap_and_reports_them_later(
     assert all("fail-open" in e.application for e in unchecked)
     assert counter(world["user"]).used == 90
     assert open_holds() == 0
-    # Delivered: the cap is free again for the next outage.
+    # Delivered, the cap is free again for the next outage (one more authorized
+    # call first: the proxy has read the platform's answer to the delivery by the
+    # time that call's usage is recorded).
+    assert chat(proxy, max_tokens=100).status_code == 200
+    calls.until(lambda: UsageEvent.objects.count() == 4)
     relay.down()
     assert chat(proxy, max_tokens=100).status_code == 200
     relay.up()
     assert chat(proxy, max_tokens=100).status_code == 200
-    calls.until(lambda: UsageEvent.objects.count() == 5)
+    calls.until(lambda: UsageEvent.objects.count() == 6)
     assert UsageEvent.objects.filter(hold_id=None).count() == 3
     assert open_holds() == 0
+
+
+@race
+def test_concurrent_callers_never_overspend(world, proxies, calls):
+    """16 calls at once for one user whose limit fits four: each call reserves
+    max_tokens + its prompt (1,000 + a few) and is charged 10 + 20 × 49 = 990, so
+    after four the fifth never fits, however the calls interleave."""
+    proxy, _ = proxies()
+    user = world["user"]
+    AIModel.objects.filter(key="mock-chat").update(output_rate=49)
+    give(user, 5 * 990)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: chat(proxy, max_tokens=1_000), range(16)))
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {200: 4, 402: 12}, statuses
+    calls.until(lambda: UsageEvent.objects.count() == 4)
+    assert counter(user).used == 4 * 990 <= 5 * 990
+    assert counter(user).held == 0
+    assert open_holds() == 0
+    assert Hold.objects.filter(status=Hold.Status.SETTLED).count() == 4
