@@ -113,11 +113,16 @@ class Proxy:
             if self.process.poll() is not None:
                 raise RuntimeError(f"LiteLLM exited: {self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health/liveliness", timeout=2).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/health/liveliness", timeout=2).status_code
+                    == 200
+                ):
                     return self
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"LiteLLM did not start in {timeout:.0f} s: {self.log_tail()}")
+        raise RuntimeError(
+            f"LiteLLM did not start in {timeout:.0f} s: {self.log_tail()}"
+        )
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
@@ -128,7 +133,9 @@ class Proxy:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)  # its own session: uvicorn workers too
+        os.killpg(
+            self.process.pid, signal.SIGTERM
+        )  # its own session: uvicorn workers too
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

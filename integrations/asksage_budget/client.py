@@ -160,7 +160,9 @@ class BudgetClient:
     ) -> Authorization:
         """Reserve ``tokens`` for ``user`` (a hold), or raise the refusal."""
         body = _Calls.authorize_body(user, model, tokens, request_id, token_type)
-        return Authorization.from_json(self._send("POST", "/api/v1/authorize", json=body))
+        return Authorization.from_json(
+            self._send("POST", "/api/v1/authorize", json=body)
+        )
 
     def usage(self, events: Iterable[UsageEvent | dict]) -> UsageResult:
         """Report up to 1,000 events; each answered recorded/duplicate/rejected."""
@@ -241,7 +243,9 @@ class AsyncBudgetClient:
 
     async def usage(self, events: Iterable[UsageEvent | dict]) -> UsageResult:
         body = _Calls.usage_body(events)
-        return UsageResult.from_json(await self._send("POST", "/api/v1/usage", json=body))
+        return UsageResult.from_json(
+            await self._send("POST", "/api/v1/usage", json=body)
+        )
 
     async def release(self, hold_id: str) -> int:
         return int((await self._send("POST", _Calls.release_path(hold_id)))["released"])

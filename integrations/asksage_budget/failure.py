@@ -47,7 +47,9 @@ class Pending:
 
 
 class Ledger:
-    def __init__(self, settings: Settings, client: AsyncBudgetClient, log: logging.Logger):
+    def __init__(
+        self, settings: Settings, client: AsyncBudgetClient, log: logging.Logger
+    ):
         self.settings, self.client, self.log = settings, client, log
         self.pending: dict[str, Pending] = {}
         self.outbox: deque[tuple[UsageEvent, Pending]] = deque()
@@ -177,14 +179,18 @@ class Ledger:
 
     def reachable(self) -> None:
         """The platform answered: send what it missed, in the background."""
-        if (self.outbox or self.releases) and (self._flush is None or self._flush.done()):
+        if (self.outbox or self.releases) and (
+            self._flush is None or self._flush.done()
+        ):
             self._flush = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
         for _ in range(len(self.releases)):  # one try each: a failure re-queues
             await self._release(self.releases.popleft())
         while self.outbox:
-            batch = [self.outbox.popleft() for _ in range(min(MAX_EVENTS, len(self.outbox)))]
+            batch = [
+                self.outbox.popleft() for _ in range(min(MAX_EVENTS, len(self.outbox)))
+            ]
             before = len(self.outbox)
             await self._send(batch)
             if len(self.outbox) > before:  # kept again: the platform went away

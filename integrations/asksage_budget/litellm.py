@@ -1,8 +1,9 @@
 """Budget enforcement for the LiteLLM proxy (docs/integrations.md).
 
 ``budget_callback`` is a LiteLLM ``CustomLogger``; name it in the proxy's
-``config.yaml`` (``litellm_settings: callbacks: asksage_budget.litellm.budget_callback``)
-and configure it with ``ASKSAGE_BUDGET_*`` environment variables (``settings.py``).
+``config.yaml`` (``litellm_settings: callbacks:
+asksage_budget.litellm.budget_callback``) and configure it with
+``ASKSAGE_BUDGET_*`` environment variables (``settings.py``).
 
 - Before the model call (``async_pre_call_hook``) it authorizes an estimate —
   ``max_tokens`` (or ``ASKSAGE_BUDGET_DEFAULT_MAX_TOKENS``) plus the prompt's
@@ -49,8 +50,12 @@ METADATA_KEY = "asksage_budget_request_id"
 def _metadata_of(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     """The request's metadata as the logging hooks see it."""
     params = kwargs.get("litellm_params") or {}
-    for source in (params.get("metadata"), params.get("litellm_metadata"),
-                   kwargs.get("metadata"), kwargs.get("litellm_metadata")):
+    for source in (
+        params.get("metadata"),
+        params.get("litellm_metadata"),
+        kwargs.get("metadata"),
+        kwargs.get("litellm_metadata"),
+    ):
         if isinstance(source, Mapping) and METADATA_KEY in source:
             return source
     return {}

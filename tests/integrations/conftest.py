@@ -34,7 +34,9 @@ def pytest_collection_modifyitems(config, items):
             continue
         if clock:
             item.add_marker(
-                pytest.mark.skip(reason="--clock: the LiteLLM proxy keeps the real clock")
+                pytest.mark.skip(
+                    reason="--clock: the LiteLLM proxy keeps the real clock"
+                )
             )
         elif reason and os.environ.get("CI") != "true":  # in CI: ``proxies`` fails
             item.add_marker(pytest.mark.skip(reason=reason))

@@ -46,7 +46,9 @@ class Relay:
             if not self._open.is_set():
                 # An abortive close: the proxy sees a reset, as from a dead host.
                 client.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    socket.SOL_SOCKET,
+                    socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00",
                 )
                 client.close()
                 continue

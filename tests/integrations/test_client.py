@@ -7,8 +7,6 @@ import uuid
 
 import httpx
 import pytest
-
-from accounts.models import User
 from asksage_budget import (
     AsyncBudgetClient,
     BudgetClient,
@@ -24,10 +22,13 @@ from asksage_budget import (
     UsageEvent,
     UserBanned,
 )
+
+from accounts.models import User
 from bench.litellm_proxy import free_port
 from tests.factories import give
 from tests.integrations.conftest import MEMBER, SECRET
-from tokens.models import Hold, UsageEvent as Event
+from tokens.models import Hold
+from tokens.models import UsageEvent as Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,9 +82,9 @@ def test_refusals_are_typed_exceptions_with_the_apis_codes(budget, world):
 
 
 def test_an_unknown_key_is_unauthorized(world, live_server):
-    with BudgetClient(live_server.url, "eak_000000000000_wrong") as client:
-        with pytest.raises(Unauthorized):
-            client.balance(user=MEMBER)
+    client = BudgetClient(live_server.url, "eak_000000000000_wrong")
+    with client, pytest.raises(Unauthorized):
+        client.balance(user=MEMBER)
 
 
 def test_usage_settles_once_and_a_resend_is_a_duplicate(budget, world):
@@ -188,7 +189,9 @@ UNAVAILABLE = {"error": "service_unavailable", "detail": "Retry."}
 
 def test_a_503_is_retried_and_the_same_body_sent_again():
     seen, handler = counting([(503, UNAVAILABLE), (503, UNAVAILABLE), (200, BALANCE)])
-    client = BudgetClient("http://platform", "k", transport=httpx.MockTransport(handler))
+    client = BudgetClient(
+        "http://platform", "k", transport=httpx.MockTransport(handler)
+    )
     assert client.balance(user=MEMBER).remaining == 9
     assert len(seen) == 3
 
@@ -196,7 +199,9 @@ def test_a_503_is_retried_and_the_same_body_sent_again():
 def test_a_refusal_is_never_retried():
     refusal = {"error": "insufficient_tokens", "detail": "No.", "remaining": 3}
     seen, handler = counting([(402, refusal)])
-    client = BudgetClient("http://platform", "k", transport=httpx.MockTransport(handler))
+    client = BudgetClient(
+        "http://platform", "k", transport=httpx.MockTransport(handler)
+    )
     with pytest.raises(InsufficientTokens):
         client.authorize(user=MEMBER, model="m", tokens=5, request_id="r")
     assert len(seen) == 1

@@ -170,9 +170,7 @@ def test_a_user_who_may_not_spend_is_refused_with_403(
     assert not UsageEvent.objects.exists()
 
 
-def test_a_model_the_organization_does_not_allow_is_refused_with_403(
-    world, proxies
-):
+def test_a_model_the_organization_does_not_allow_is_refused_with_403(world, proxies):
     proxy, _ = proxies()
     org = world["org"]
     org.allowed_models.set([world["models"]["mock-broken"]])
