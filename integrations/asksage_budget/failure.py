@@ -3,10 +3,12 @@
 
 - ``Pending``: one request between its authorization and its settlement; each is
   closed once (settled or released), by the first hook that fires.
-- The outbox: usage the platform could not take (it did not answer) is kept in
-  memory, up to ``outbox_limit`` events, and sent with the next usage report that
-  goes through — or on its own as soon as an authorization succeeds again. Each
-  event keeps its payload, so a resend is at worst a ``duplicate``.
+- The outbox: usage waiting for the platform. One report is in flight at a time
+  and the events that finish meanwhile go in the next one (a batch of up to
+  1,000). What the platform could not take (it did not answer) stays, up to
+  ``outbox_limit`` events, and goes with the next report — the next call's
+  usage, or as soon as an authorization succeeds again. Each event keeps its
+  payload, so a resend is at worst a ``duplicate``.
 - Fail closed (the default): while the platform cannot answer, calls are refused
   (503, ``budget_unavailable``), logged as a WARNING.
 - Fail open: a call is let through without a hold as long as its user's
@@ -55,7 +57,8 @@ class Ledger:
         self.outbox: deque[tuple[UsageEvent, Pending]] = deque()
         self.unreported: dict[str, int] = defaultdict(int)
         self.releases: deque[str] = deque()  # holds whose release did not go through
-        self._flush: asyncio.Task | None = None
+        self._sender: asyncio.Task | None = None
+        self._releaser: asyncio.Task | None = None
 
     # --- requests ------------------------------------------------------------------
 
@@ -97,26 +100,40 @@ class Ledger:
 
     # --- settling --------------------------------------------------------------
 
-    async def deliver(self, event: UsageEvent, pending: Pending) -> None:
-        """Report this event, with whatever the outbox holds."""
-        batch = [(event, pending)]
-        while self.outbox and len(batch) < MAX_EVENTS:
-            batch.append(self.outbox.popleft())
-        await self._send(batch)
+    def deliver(self, event: UsageEvent, pending: Pending) -> None:
+        """Queue this event for the platform. One report is in flight at a time:
+        events that finish meanwhile go together in the next (a batch), so the
+        platform takes one request per batch rather than per call, and an idle
+        gateway still reports each event at once."""
+        self.outbox.append((event, pending))
+        self._trim()
+        self._drain()
 
-    async def _send(self, batch: list[tuple[UsageEvent, Pending]]) -> None:
+    def _drain(self) -> None:
+        if self.outbox and (self._sender is None or self._sender.done()):
+            self._sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        while self.outbox:
+            size = min(MAX_EVENTS, len(self.outbox))
+            batch = [self.outbox.popleft() for _ in range(size)]
+            if not await self._send(batch):
+                return  # kept: tried again with the next event or authorization
+
+    async def _send(self, batch: list[tuple[UsageEvent, Pending]]) -> bool:
+        """Report a batch; False when the platform did not answer (kept)."""
         try:
             answer = await self.client.usage([event for event, _ in batch])
         except PlatformUnavailable as error:
             self._keep(batch, error)
-            return
+            return False
         except BudgetError as error:  # 400/401: not something a resend fixes
             self.log.error(
                 "asksage_budget: usage refused, %s events dropped: %r",
                 len(batch),
                 error,
             )
-            return
+            return True
         by_id = {event.event_id: pending for event, pending in batch}
         for result in answer.results:
             pending = by_id.get(result.event_id)
@@ -133,15 +150,12 @@ class Ledger:
                     result.error,
                     result.detail,
                 )
+        return True
 
     def _keep(self, batch, error: PlatformUnavailable) -> None:
         for item in reversed(batch):
             self.outbox.appendleft(item)
-        while len(self.outbox) > self.settings.outbox_limit:
-            event, _ = self.outbox.pop()
-            self.log.error(
-                "asksage_budget: outbox full, usage event %s dropped", event.event_id
-            )
+        self._trim()
         self.log.warning(
             "asksage_budget: usage not delivered (%s: %s); %s events kept for the "
             "next report",
@@ -149,6 +163,13 @@ class Ledger:
             error.detail,
             len(self.outbox),
         )
+
+    def _trim(self) -> None:
+        while len(self.outbox) > self.settings.outbox_limit:
+            event, _ = self.outbox.pop()
+            self.log.error(
+                "asksage_budget: outbox full, usage event %s dropped", event.event_id
+            )
 
     async def release(self, request_id: str | None) -> None:
         pending = self.close(request_id)
@@ -179,19 +200,10 @@ class Ledger:
 
     def reachable(self) -> None:
         """The platform answered: send what it missed, in the background."""
-        if (self.outbox or self.releases) and (
-            self._flush is None or self._flush.done()
-        ):
-            self._flush = asyncio.get_running_loop().create_task(self.flush())
+        self._drain()
+        if self.releases and (self._releaser is None or self._releaser.done()):
+            self._releaser = asyncio.get_running_loop().create_task(self._releases())
 
-    async def flush(self) -> None:
+    async def _releases(self) -> None:
         for _ in range(len(self.releases)):  # one try each: a failure re-queues
             await self._release(self.releases.popleft())
-        while self.outbox:
-            batch = [
-                self.outbox.popleft() for _ in range(min(MAX_EVENTS, len(self.outbox)))
-            ]
-            before = len(self.outbox)
-            await self._send(batch)
-            if len(self.outbox) > before:  # kept again: the platform went away
-                return

@@ -278,7 +278,7 @@ class BudgetCallback(CustomLogger):
             hold_id=pending.hold_id,
             application=self.ledger.application(pending),
         )
-        await self.ledger.deliver(event, pending)
+        self.ledger.deliver(event, pending)
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         await self.ledger.release(_metadata_of(kwargs).get(METADATA_KEY))
