@@ -9,6 +9,7 @@ recorded once and no hold left open."""
 
 import datetime as dt
 import json
+import os
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ from bench.client import Client
 from bench.dataset import Context, Scale
 from bench.gateway import _percentile, _users
 from bench.litellm_proxy import MASTER_KEY, Proxy, missing
-from bench.server import Server
+from bench.server import Server, children
 
 B8_CLIENTS = 16
 B8_ROUNDS = 2
@@ -34,6 +35,20 @@ def _body(email: str) -> dict:
         "max_tokens": MAX_TOKENS,
         "user": email,
     }
+
+
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their
+    children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in {p for root in pids for p in (root, *children(root))}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def _round(port: int, requests: int, emails: list[str]):
@@ -113,12 +128,19 @@ def b8(ctx: Context, spec: Scale, server: Server) -> list[Row]:
     )
     began = dt.datetime.now(dt.UTC)
     results = {"alone": [], "budget": []}
+    # CPU seconds of the proxy and of the platform's gunicorn during each one's
+    # rounds (warm-up included): what a call costs, whatever else loads the host.
+    cpu = {"alone": [0.0, 0.0], "budget": [0.0, 0.0]}
     try:
         alone.start()
         budget.start()
+        platform = [server.process.pid]
         for _ in range(B8_ROUNDS):  # alternating, so that load drifts hit both
             for name, proxy in (("alone", alone), ("budget", budget)):
+                before = _cpu([proxy.process.pid]), _cpu(platform)
                 results[name].append(_round(proxy.port, requests // B8_ROUNDS, emails))
+                cpu[name][0] += _cpu([proxy.process.pid]) - before[0]
+                cpu[name][1] += _cpu(platform) - before[1]
         recorded, open_holds = _settled(ctx, began, requests + B8_CLIENTS * B8_ROUNDS)
     finally:
         alone.stop()
@@ -139,6 +161,10 @@ def b8(ctx: Context, spec: Scale, server: Server) -> list[Row]:
         for name, ts in (("alone", times_a), ("budget", times_b))
     }
     calls = sum(statuses_b.values())
+
+    def per_call(name: str, which: int) -> float:
+        return cpu[name][which] * 1000 / (requests + B8_CLIENTS * B8_ROUNDS)
+
     clean = (
         set(statuses_a) == {200}
         and set(statuses_b) == {200}
@@ -154,7 +180,11 @@ def b8(ctx: Context, spec: Scale, server: Server) -> list[Row]:
         + " req/s, with "
         + ", ".join(f"{r:,.0f}" for r, _, _ in results["budget"])
         + f" req/s; HTTP alone {dict(statuses_a)}, with {dict(statuses_b)}; "
-        f"events recorded {recorded:,} for {calls:,} calls; open holds {open_holds}"
+        f"events recorded {recorded:,} for {calls:,} calls "
+        f"(+ {B8_CLIENTS * B8_ROUNDS} warm-up); open holds {open_holds}; "
+        f"CPU per call: the proxy alone {per_call('alone', 0):.1f} ms, with the "
+        f"callback {per_call('budget', 0):.1f} ms, the platform behind it "
+        f"{per_call('budget', 1):.1f} ms"
     )
     row = Row(
         f"B8 LiteLLM + budget callback, {B8_CLIENTS} clients",
