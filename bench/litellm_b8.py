@@ -114,7 +114,7 @@ def b8(ctx: Context, spec: Scale, server: Server) -> list[Row]:
                 f"not run: {reason}",
             )
         ]
-    requests = 2_000 if spec.name == "full" else 600
+    requests = 2_000 if spec.name == "full" else 320
     emails = _users(ctx)[:200]
     work = Path(tempfile.mkdtemp(prefix="asksage-b8-"))
     alone = Proxy(work, {}, callback=False)
