@@ -23,8 +23,9 @@
 
 import asyncio
 import logging
-from collections import defaultdict, deque
-from dataclasses import dataclass
+import time
+from collections import OrderedDict, defaultdict, deque
+from dataclasses import dataclass, field
 
 from asksage_budget.client import MAX_EVENTS, AsyncBudgetClient
 from asksage_budget.errors import BudgetError, PlatformUnavailable
@@ -32,6 +33,10 @@ from asksage_budget.models import UsageEvent
 from asksage_budget.settings import Settings
 
 FAIL_OPEN_MARK = " (fail-open: platform unreachable)"
+# A request no hook closed by then is forgotten (a client that left a stream
+# before its first chunk fires none); the platform expired its hold long before
+# (HOLD_TTL_SECONDS, 10 minutes by default).
+STALE_SECONDS = 3600
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Pending:
     token_type: str
     estimate: int
     hold_id: str | None = None
+    opened_at: float = field(default_factory=time.monotonic)
 
     @property
     def fail_open(self) -> bool:
@@ -57,6 +63,9 @@ class Ledger:
         self.outbox: deque[tuple[UsageEvent, Pending]] = deque()
         self.unreported: dict[str, int] = defaultdict(int)
         self.releases: deque[str] = deque()  # holds whose release did not go through
+        # Requests released lately: a success after a failure hook (a retry that
+        # worked) is still reported, so no call goes unbilled.
+        self.released: OrderedDict[str, Pending] = OrderedDict()
         self._sender: asyncio.Task | None = None
         self._releaser: asyncio.Task | None = None
 
@@ -64,6 +73,19 @@ class Ledger:
 
     def opened(self, pending: Pending) -> None:
         self.pending[pending.request_id] = pending
+        # Oldest first (insertion order): forget what no hook will ever close.
+        while self.pending:
+            oldest = next(iter(self.pending.values()))
+            if pending.opened_at - oldest.opened_at < STALE_SECONDS:
+                break
+            del self.pending[oldest.request_id]
+            self._uncount(oldest)
+
+    def _uncount(self, pending: Pending) -> None:
+        if pending.fail_open:
+            self.unreported[pending.user] -= pending.estimate
+            if self.unreported[pending.user] <= 0:
+                del self.unreported[pending.user]
 
     def close(self, request_id: str | None) -> Pending | None:
         """The request, removed: the caller settles or releases it (once)."""
@@ -139,10 +161,7 @@ class Ledger:
             pending = by_id.get(result.event_id)
             if pending is None:
                 continue
-            if pending.fail_open:
-                self.unreported[pending.user] -= pending.estimate
-                if self.unreported[pending.user] <= 0:
-                    del self.unreported[pending.user]
+            self._uncount(pending)
             if not result.delivered:
                 self.log.error(
                     "asksage_budget: usage event %s rejected: %s %s",
@@ -171,14 +190,29 @@ class Ledger:
                 "asksage_budget: outbox full, usage event %s dropped", event.event_id
             )
 
+    def reopen(self, request_id: str | None) -> Pending | None:
+        """A released request that succeeded after all: its usage is reported
+        (on the released hold: charged, nothing more given back)."""
+        pending = self.released.pop(request_id, None) if request_id else None
+        if pending is not None:
+            self.log.warning(
+                "asksage_budget: %s succeeded after its hold was released; "
+                "reporting its usage",
+                request_id,
+            )
+            if pending.fail_open:
+                self.unreported[pending.user] += pending.estimate
+        return pending
+
     async def release(self, request_id: str | None) -> None:
         pending = self.close(request_id)
         if pending is None:
             return
+        self.released[pending.request_id] = pending
+        while len(self.released) > self.settings.outbox_limit:
+            self.released.popitem(last=False)
         if pending.fail_open:
-            self.unreported[pending.user] -= pending.estimate
-            if self.unreported[pending.user] <= 0:
-                del self.unreported[pending.user]
+            self._uncount(pending)
             return
         await self._release(pending.hold_id)
 

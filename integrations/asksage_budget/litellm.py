@@ -45,6 +45,21 @@ logger = logging.getLogger("asksage_budget")
 
 # Where the request's id travels from the pre-call hook to the logging hooks.
 METADATA_KEY = "asksage_budget_request_id"
+# The calls that spend tokens of the platform's two types; other routes (images,
+# audio, moderation, rerank, files, batches) have no such unit and pass unmetered.
+EMBEDDING_CALLS = frozenset({"embedding", "aembedding"})
+INFERENCE_CALLS = frozenset(
+    {
+        "completion",
+        "acompletion",
+        "text_completion",
+        "atext_completion",
+        "responses",
+        "aresponses",
+        "anthropic_messages",
+        "aanthropic_messages",
+    }
+)
 
 
 def _metadata_of(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -161,14 +176,21 @@ class BudgetCallback(CustomLogger):
                 elif isinstance(text, list):  # already tokens
                     tokens += len(text)
             return max(1, tokens)
-        completion = data.get("max_tokens") or data.get("max_completion_tokens")
+        completion = (
+            data.get("max_tokens")
+            or data.get("max_completion_tokens")
+            or data.get("max_output_tokens")
+        )
         if not isinstance(completion, int) or completion <= 0:
             completion = self.settings.default_max_tokens
         messages = data.get("messages")
+        text = data.get("prompt") or data.get("input")
         if isinstance(messages, list) and messages:
             prompt = self._count(model, messages=messages)
-        elif isinstance(data.get("prompt"), str):
-            prompt = self._count(model, text=data["prompt"])
+        elif isinstance(text, str):
+            prompt = self._count(model, text=text)
+        elif isinstance(text, list) and text:  # a Responses API input list
+            prompt = self._count(model, messages=text)
         else:
             prompt = 0
         return max(1, completion + prompt)
@@ -192,7 +214,10 @@ class BudgetCallback(CustomLogger):
                 status_code=503,
                 detail={"error": "Token budgets are not configured on this gateway."},
             ) from error
-        embedding = "embedding" in str(call_type)
+        kind = str(getattr(call_type, "value", call_type))
+        if kind not in EMBEDDING_CALLS and kind not in INFERENCE_CALLS:
+            return data
+        embedding = kind in EMBEDDING_CALLS
         user = self._user(data, user_api_key_dict)
         if not user:
             raise HTTPException(
@@ -255,7 +280,7 @@ class BudgetCallback(CustomLogger):
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         request_id = _metadata_of(kwargs).get(METADATA_KEY)
-        pending = self.ledger.close(request_id)
+        pending = self.ledger.close(request_id) or self.ledger.reopen(request_id)
         if pending is None:
             return
         used = _usage_of(kwargs, response_obj)
