@@ -272,9 +272,12 @@ class BudgetCallback(CustomLogger):
             pending.hold_id = hold.hold_id
             self.ledger.reachable()
         self.ledger.opened(pending)
-        metadata = data.get("metadata")
+        # Where LiteLLM keeps this route's metadata (``litellm_metadata`` on the
+        # routes whose own ``metadata`` goes to the provider).
+        field = self._select_metadata_field(data) or "metadata"
+        metadata = data.get(field)
         if not isinstance(metadata, dict):
-            metadata = data["metadata"] = {}
+            metadata = data[field] = {}
         metadata[METADATA_KEY] = pending.request_id
         return data
 
@@ -311,8 +314,7 @@ class BudgetCallback(CustomLogger):
     async def async_post_call_failure_hook(
         self, request_data, original_exception, user_api_key_dict, traceback_str=None
     ):
-        metadata = request_data.get("metadata") or {}
-        await self.ledger.release(metadata.get(METADATA_KEY))
+        await self.ledger.release(_metadata_of(request_data).get(METADATA_KEY))
 
 
 budget_callback = BudgetCallback()
