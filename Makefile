@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_ENV := DEMO_MODE=true
 
-.PHONY: run test test-fast lint fmt venv clean migrate seed bench
+.PHONY: run test test-fast lint fmt venv clean migrate seed bench litellm-venv
 
 venv: $(VENV)/.installed
 
@@ -14,6 +14,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q ".[dev]"
+	touch $@
+
+# LiteLLM (for tests/integrations and bench B8) in a virtualenv of its own: it is
+# heavy, and the project's stays light. The callback itself is ./integrations.
+LITELLM_VENV ?= .venv-litellm
+LITELLM_VERSION ?= 1.108.7
+litellm-venv: $(LITELLM_VENV)/.installed
+
+$(LITELLM_VENV)/.installed: integrations/pyproject.toml
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/pip install -q "litellm[proxy]==$(LITELLM_VERSION)" ./integrations
 	touch $@
 
 migrate: venv
@@ -43,7 +55,7 @@ fmt: venv
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles db.sqlite3 db.sqlite3-*
+	rm -rf $(VENV) $(LITELLM_VENV) staticfiles db.sqlite3 db.sqlite3-*
 
 # Performance harness (PostgreSQL required; creates and drops its own database).
 # SCALE=full make bench for the full dataset; ONLY=B1,B3 to pick benchmarks.

@@ -27,9 +27,9 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]
+BENCHMARKS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"]
 # Measured in this order: the read benchmarks before the writes change the data.
-ORDER = ["B3", "B4", "B2", "B1", "B5", "B7", "B6"]
+ORDER = ["B3", "B4", "B2", "B1", "B5", "B7", "B8", "B6"]
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -38,7 +38,7 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated benchmarks to run (default all: B1,B2,B3,B4,B5,B6,B7)",
+        help="comma-separated benchmarks to run (default all: B1,B2,B3,B4,B5,B6,B7,B8)",
     )
     parser.add_argument(
         "--keep-db", action="store_true", help="keep the database at the end"
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     from django.db import connections
 
     from bench import benchmarks as bm
-    from bench import dataset, gateway
+    from bench import dataset, gateway, litellm_b8
     from bench.report import write_results
     from bench.server import Server, server_env
 
@@ -205,6 +205,8 @@ def main(argv=None) -> int:
                 rows += bm.b6(ctx, spec)
             elif name == "B7":
                 rows += gateway.b7(ctx, spec, server, dsn)
+            elif name == "B8":
+                rows += litellm_b8.b8(ctx, spec, server)
             log(f"{name} took {time.monotonic() - t:.0f} s")
             loads[name] += f" → {_load()}"
         ok = True
