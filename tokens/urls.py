@@ -3,7 +3,7 @@ Management pages of the admin panel."""
 
 from django.urls import path, re_path
 
-from tokens import api
+from tokens import api, urls_alerts
 from tokens.views import distribution, enterprise, me, requests, users
 
 app_name = "tokens"
@@ -132,3 +132,6 @@ urlpatterns = [
         name="request_submit",
     ),
 ]
+
+# Management → Alerts (a module of its own).
+urlpatterns += urls_alerts.urlpatterns

@@ -23,6 +23,7 @@ from django.views.generic import TemplateView
 from accounts.access import PanelAccessMixin
 from accounts.models import Organization
 from tokens import selectors
+from tokens.forecasts import org_forecasts
 from tokens.forms import (
     AutoIncreaseForm,
     DistributionRunForm,
@@ -207,6 +208,7 @@ class DistributionView(DistributionPanelMixin, TemplateView):
             policy=policy,
             preset_label=policy.get_preset_display(),
             summary=selectors.org_summary(self.org),
+            forecasts=list(org_forecasts(self.org, now).values()),
             presets=preset_cards(policy),
             overrides=list(overrides_in(self.org)),
             runs=runs,

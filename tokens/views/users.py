@@ -30,6 +30,7 @@ from asksage_admin.lib.csv import csv_response
 from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
 from tokens.filtersets import UserFilterSet
+from tokens.forecasts import with_limit_projection
 from tokens.forms import BulkActionForm, LimitForm
 from tokens.services.allocations import fmt, type_label
 from tokens.tables import PAGE_SIZES, UserTable
@@ -55,7 +56,8 @@ class UserListView(UsersPanelMixin, SingleTableMixin, FilterView):
     filterset_class = UserFilterSet
 
     def get_queryset(self):
-        return selectors.users_for_panel(self.org)
+        # "Likely to hit the limit" (docs/forecasts.md): a sortable projection.
+        return with_limit_projection(selectors.users_for_panel(self.org), self.org)
 
     def get_table_kwargs(self):
         return {"org_query": self.panel_context()["org_query"]}

@@ -21,6 +21,7 @@ from tokens.models import (
     OrgDailyUsage,
     UsageEvent,
 )
+from tokens.services.alerts.detect import detect_for_batch
 from tokens.services.distribution import auto_increase_for_batch
 from tokens.services.distribution.auto_increase import lock_for_auto_increase
 from tokens.services.metering import hot
@@ -179,6 +180,18 @@ def _record_batch(
         # The organization-level rows are written by every batch of the
         # organization, so they are written last, to be locked only until the commit.
         _add_rollups(recorded)
+        # Alerts (docs/forecasts.md, Alerts), last: one statement for the batch's
+        # usage of the current month; an insert only when a threshold is due.
+        current = period_of(now)
+        detect_for_batch(
+            {
+                (ev.organization_id, ev.user.pk, ev.token_type)
+                for ev in recorded
+                if period_of(ev.occurred_at) == current
+            },
+            current,
+            now,
+        )
 
     for ev in parsed:
         if ev.error is None:
