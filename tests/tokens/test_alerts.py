@@ -151,11 +151,13 @@ def test_custom_thresholds_are_used(gateway, world):
 def test_a_failed_email_stays_undelivered_and_send_alerts_retries_it(
     gateway, world, mailoutbox, django_capture_on_commit_callbacks
 ):
-    with mock.patch.object(
-        delivery, "send_templated_email", side_effect=OSError("SMTP down")
+    with (
+        mock.patch.object(
+            delivery, "send_templated_email", side_effect=OSError("SMTP down")
+        ),
+        django_capture_on_commit_callbacks(execute=True),
     ):
-        with django_capture_on_commit_callbacks(execute=True):
-            spend(gateway, "ava@acme.example", 800)
+        spend(gateway, "ava@acme.example", 800)
     alert = Alert.objects.get()
     assert alert.delivered_at is None and alert.emailed_at is None
     assert alert.attempts == 1
@@ -260,9 +262,11 @@ def test_webhook_urls_that_could_reach_the_platforms_network_are_refused(
     settings, url, addresses, message
 ):
     settings.DEBUG = settings.DEMO_MODE = False
-    with mock.patch.object(webhook, "resolve", return_value=addresses):
-        with pytest.raises(ValidationError) as refusal:
-            webhook.check_url(url)
+    with (
+        mock.patch.object(webhook, "resolve", return_value=addresses),
+        pytest.raises(ValidationError) as refusal,
+    ):
+        webhook.check_url(url)
     assert message in " ".join(refusal.value.messages)
 
 
@@ -276,7 +280,9 @@ def test_plain_http_is_allowed_only_in_demo_mode(settings):
 
 def test_an_unknown_webhook_host_is_refused(settings):
     settings.DEBUG = settings.DEMO_MODE = False
-    with mock.patch.object(webhook, "resolve", side_effect=OSError("no such host")):
-        with pytest.raises(ValidationError) as refusal:
-            webhook.check_url("https://nowhere.invalid/x")
+    with (
+        mock.patch.object(webhook, "resolve", side_effect=OSError("no such host")),
+        pytest.raises(ValidationError) as refusal,
+    ):
+        webhook.check_url("https://nowhere.invalid/x")
     assert "could not be found" in refusal.value.messages[0]

@@ -232,7 +232,7 @@ def test_users_table_sorts_by_likely_to_hit_the_limit(admin_client, org):
     assert "Likely to hit the limit" in response.content.decode()
 
 
-# --- the Alerts page -------------------------------------------------------------------
+# --- the Alerts page ------------------------------------------------------------------
 
 
 VALID = {
@@ -271,7 +271,7 @@ def test_alerts_page_shows_the_defaults_and_the_alerts(admin_client, org, member
 
 def test_alerts_page_query_count_is_constant_in_alerts(admin_client, org, member):
     def add(n):
-        for i in range(n):
+        for _ in range(n):
             Alert.objects.create(
                 organization=org,
                 user=member,
