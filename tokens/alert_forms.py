@@ -54,8 +54,8 @@ class AlertSettingsForm(forms.Form):
         max_length=500,
         widget=forms.URLInput(attrs={"placeholder": "https://hooks.example.com/…"}),
         help_text=_(
-            "Optional. Receives each alert as JSON (Slack-compatible ``text`` plus "
-            "the fields); https, public hosts only."
+            "Optional. Receives each alert as JSON (Slack-compatible text plus the "
+            "fields); https, public hosts only."
         ),
     )
 
