@@ -17,7 +17,8 @@ class ThresholdsField(forms.CharField):
         text = super().to_python(value)
         parts = [p.strip().rstrip("%") for p in text.replace(";", ",").split(",")]
         parts = [p for p in parts if p]
-        if not all(p.isdigit() for p in parts):
+        # ASCII digits only: str.isdigit() also accepts "²" and "٣".
+        if not all(p.isascii() and p.isdigit() for p in parts):
             raise forms.ValidationError(
                 _("Enter whole percentages separated by commas, such as 50, 80, 100.")
             )

@@ -363,3 +363,14 @@ def test_send_test_says_why_it_failed(admin_client, org):
     ):
         response = admin_client.post(TEST, follow=True)
     assert "The webhook call failed: timed out" in response.content.decode()
+
+
+def test_the_audit_trail_keeps_only_the_webhooks_host(admin_client, org):
+    with mock.patch.object(webhook, "resolve", return_value=["93.184.216.34"]):
+        admin_client.post(
+            SETTINGS, {**VALID, "webhook_url": "https://hooks.example.com/T0/B1/s3cr3t"}
+        )
+    event = AuditEvent.objects.get(target_type="tokens.alertsettings")
+    assert event.before["webhook_url"] == ""
+    assert event.after["webhook_url"] == "https://hooks.example.com/…"
+    assert "s3cr3t" not in str(event.after)

@@ -2,6 +2,7 @@
 admins, one audit event per change (none when nothing changed); the webhook test."""
 
 import datetime as dt
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -52,6 +53,15 @@ def clean_thresholds(values, field: str) -> list[int]:
     return numbers
 
 
+def _shown(field: str, value):
+    """A value as the audit trail keeps it: a webhook URL's path and query are
+    often its secret (Slack's are), so only its scheme and host are kept."""
+    if field != "webhook_url" or not value:
+        return value
+    parts = urlsplit(value)
+    return f"{parts.scheme}://{parts.hostname}/…"
+
+
 def alert_settings_update(
     *,
     actor: User | None,
@@ -92,7 +102,7 @@ def alert_settings_update(
         changed = {f: v for f, v in values.items() if getattr(current, f) != v}
         if not changed:
             return current
-        before = {f: getattr(current, f) for f in changed}
+        before = {f: _shown(f, getattr(current, f)) for f in changed}
         for field, value in changed.items():
             setattr(current, field, value)
         current.updated_at = timezone.now()
@@ -103,7 +113,7 @@ def alert_settings_update(
             organization=organization,
             target=current,
             before=before,
-            after=changed,
+            after={f: _shown(f, v) for f, v in changed.items()},
             message=_("Alert settings changed."),
         )
         return current

@@ -49,24 +49,29 @@ def check_url(url: str) -> str:
     url = (url or "").strip()
     if not url:
         return ""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. "https://[::1" (an unclosed IPv6 address)
+        raise ValidationError(
+            _("Enter a valid webhook URL."), code="webhook_invalid"
+        ) from None
     allowed = ("https", "http") if _relaxed() else ("https",)
     if parts.scheme not in allowed:
         raise ValidationError(
             _("The webhook URL must start with https://."), code="webhook_scheme"
         )
-    if not parts.hostname or parts.username or parts.password:
+    if not hostname or parts.username or parts.password:
         raise ValidationError(
             _("Enter a webhook URL with a host name and no user name or password."),
             code="webhook_host",
         )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = resolve(parts.hostname, port)
+        addresses = resolve(hostname, port)
     except (OSError, ValueError):
         raise ValidationError(
-            _("The webhook host %(host)s could not be found.")
-            % {"host": parts.hostname},
+            _("The webhook host %(host)s could not be found.") % {"host": hostname},
             code="webhook_unknown_host",
         ) from None
     if not addresses or not all(_public(a) for a in addresses):
@@ -75,7 +80,7 @@ def check_url(url: str) -> str:
                 "The webhook host %(host)s is a private, loopback or reserved "
                 "address: only public hosts can receive alerts."
             )
-            % {"host": parts.hostname},
+            % {"host": hostname},
             code="webhook_private",
         )
     return url
