@@ -116,6 +116,10 @@ class AlertTable(KnownSortTable):
         empty_text = _("No alert has fired yet.")
         attrs = {"class": "table table-alerts"}
 
+    def paginate(self, *args, per_page=None, **kwargs):
+        # 25 a page, whatever ?per_page= says (a negative or huge size is ignored).
+        return super().paginate(*args, per_page=25, **kwargs)
+
     def render_kind(self, record):
         return record.get_kind_display()
 

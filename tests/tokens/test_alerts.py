@@ -286,3 +286,24 @@ def test_an_unknown_webhook_host_is_refused(settings):
     ):
         webhook.check_url("https://nowhere.invalid/x")
     assert "could not be found" in refusal.value.messages[0]
+
+
+def test_thresholds_fire_again_in_the_next_month_and_not_across_the_edge(
+    gateway, world, time_machine
+):
+    last_second = dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=dt.UTC)
+    time_machine.move_to(last_second, tick=False)
+    spend(gateway, "ava@acme.example", 800, when=last_second)
+    assert list(Alert.objects.values_list("month", "threshold")) == [
+        (dt.date(2026, 11, 1), 80)
+    ]
+    # 00:00:00 on 1 December: a new month, the counter starts at 0.
+    first_second = dt.datetime(2026, 12, 1, 0, 0, 0, tzinfo=dt.UTC)
+    time_machine.move_to(first_second, tick=False)
+    spend(gateway, "ava@acme.example", 100, when=first_second)
+    assert Alert.objects.count() == 1
+    spend(gateway, "ava@acme.example", 700, when=first_second)
+    assert sorted(Alert.objects.values_list("month", "threshold")) == [
+        (dt.date(2026, 11, 1), 80),
+        (dt.date(2026, 12, 1), 80),
+    ]
