@@ -991,6 +991,36 @@ def test_auto_approval_rule_change_is_recorded(admin_client, admin_user, org, te
     assert_only(since, {Action.AUTO_APPROVAL_CHANGED: 1})
 
 
+def test_alert_settings_change_is_recorded_with_the_changed_fields(
+    admin_client, admin_user, org, team
+):
+    since = last_id()
+    response = admin_client.post(
+        reverse("tokens:alert_settings_update"),
+        {
+            "org_enabled": "on",
+            "org_thresholds": "50, 80, 100",
+            "runout_enabled": "",
+            "user_enabled": "on",
+            "user_thresholds": "90, 100",
+            "webhook_url": "",
+        },
+        **web("alerts"),
+    )
+    assert response.status_code == 302
+    event = one_new_event(Action.ORG_SETTINGS_CHANGED, since)
+    assert_event(
+        event,
+        actor=admin_user,
+        organization=org,
+        target=org.alert_settings,
+        request_id="alerts",
+    )
+    assert event.before == {"runout_enabled": True, "user_thresholds": [80, 100]}
+    assert event.after == {"runout_enabled": False, "user_thresholds": [90, 100]}
+    assert_only(since, {Action.ORG_SETTINGS_CHANGED: 1})
+
+
 # --- exports and settings --------------------------------------------------------
 
 EXPORTS = [

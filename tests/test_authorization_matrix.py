@@ -43,6 +43,7 @@ from accounts.services import email_verification_token, service_key_create
 from tests.conftest import sign_in
 from tests.factories import PASSWORD, UserFactory, fund, give
 from tokens.models import (
+    AlertSettings,
     AllocationChange,
     AutoApprovalRule,
     DistributionPolicy,
@@ -533,6 +534,22 @@ ROUTES: dict[str, Route] = {
             "max_approvals_per_day": "3",
         },
     ),
+    # -- Management → Alerts (docs/forecasts.md) ---------------------------------------
+    "tokens:alerts": panel_page(),
+    "tokens:alert_settings_update": panel_mutation(
+        other_admin=OWN_ORG,
+        data=lambda w: {
+            "org_enabled": "on",
+            "org_thresholds": "60, 90",
+            "user_thresholds": "80, 100",
+            "webhook_url": "",
+        },
+    ),
+    # Sends a test message (none saved here: the message says so); changes nothing.
+    "tokens:alert_webhook_test": Route(
+        get=panel(admin=NOT_ALLOWED, other_admin=NOT_ALLOWED),
+        post=panel(admin=REDIRECT, other_admin=REDIRECT),
+    ),
     # -- Analytics ---------------------------------------------------------------------
     "analytics:statistics": panel_page(),
     "analytics:statistics_export_monthly": panel_export(),
@@ -648,6 +665,11 @@ def snapshot(org=None) -> dict:
         "rules": list(
             scoped(AutoApprovalRule.objects.order_by("pk")).values(
                 "enabled", "max_amount"
+            )
+        ),
+        "alert_settings": list(
+            scoped(AlertSettings.objects.order_by("pk")).values(
+                "org_enabled", "org_thresholds", "user_thresholds", "webhook_url"
             )
         ),
         "users": list(

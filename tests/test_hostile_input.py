@@ -102,6 +102,7 @@ PAGES = {
     "tokens:request_list": ADMIN,
     "tokens:request_approve": ADMIN,
     "tokens:request_deny": ADMIN,
+    "tokens:alerts": ADMIN,
     "analytics:statistics": ADMIN,
     "analytics:statistics_export_monthly": ADMIN,
     "analytics:statistics_export_users": ADMIN,
@@ -132,6 +133,7 @@ FORM_TARGETS = {
     "tokens:distribution_override_remove": "tokens:distribution",
     "tokens:distribution_run": "tokens:distribution_preview",
     "tokens:request_auto_approval": "tokens:request_list",
+    "tokens:alert_settings_update": "tokens:alerts",
     "analytics:activity_excerpts": "analytics:activity",
 }
 EXCLUDED = {
@@ -149,6 +151,8 @@ EXCLUDED = {
     "tokens:user_reactivate": "one POST without fields (a button on the user page)",
     "tokens:user_unban": "one POST without fields (a button on the user page)",
     "tokens:user_verify": "one POST without fields (a button on the user page)",
+    "tokens:alert_webhook_test": "one POST without fields (a button on the Alerts "
+    "page, shown once a webhook is saved)",
     "tokens:api_authorize": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
     "tokens:api_usage": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
     "tokens:api_balance": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",

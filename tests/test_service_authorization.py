@@ -28,7 +28,7 @@ from accounts import services as account_services
 from tests.factories import AdminFactory, UserFactory, fund, give
 from tokens import services
 from tokens.models import TokenRequest
-from tokens.services import distribution, requests
+from tokens.services import alerts, distribution, requests
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +98,15 @@ def _enterprise_request(world):
         inference_tokens=4_000_000,
         embedding_tokens=2_000_000,
     )
+
+
+def _expect_no_webhook(call):
+    """The webhook test of an organization without a webhook: the actor is
+    checked first (PermissionDenied), else the missing URL is the refusal."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="Save a webhook URL first"):
+        call()
 
 
 def _key(world):
@@ -199,6 +208,27 @@ SERVICES = {
             enabled=True,
             max_amount=50_000,
             max_consumption_percent=50,
+        ),
+    ),
+    "alert_settings_update": (
+        ORG,
+        lambda w, a: alerts.alert_settings_update(
+            actor=a,
+            organization=w["org"],
+            org_enabled=True,
+            org_thresholds=[60, 90],
+            runout_enabled=True,
+            user_enabled=False,
+            user_thresholds=[80, 100],
+            webhook_url="",
+        ),
+    ),
+    # Sends a test message and changes nothing; refused without a saved webhook
+    # for the allowed, so the call is checked for the actor first.
+    "alert_webhook_test": (
+        ORG,
+        lambda w, a: _expect_no_webhook(
+            lambda: alerts.alert_webhook_test(actor=a, organization=w["org"])
         ),
     ),
     "policy_apply_preset": (
@@ -336,6 +366,8 @@ _WATCHED = [
     "tokens.DistributionRun",
     "tokens.UserOverride",
     "tokens.AutoApprovalRule",
+    "tokens.AlertSettings",
+    "tokens.Alert",
 ]
 
 

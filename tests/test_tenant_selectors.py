@@ -15,7 +15,7 @@ from unittest import mock
 
 import pytest
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import F, Model, QuerySet
 
 from analytics import selectors as analytics_selectors
 from analytics.selectors import StatsPeriod
@@ -23,13 +23,20 @@ from tests.conftest import sign_in
 from tests.tenant_world import A_MARKERS, B_NOVEMBER, NOW, build_moved_user
 from tokens import selectors as token_selectors
 from tokens.models import TokenRequest
+from tokens.selectors import forecasts as forecast_selectors
 from tokens.services.pool import membership as pool_membership
 from tokens.services.pool import plans as pool_plans
 from tokens.views.bulk_review import bulk_review
 
 # The plans of limit changes read the pool and limits of the organization they are
 # given, as selectors do (tokens/services/pool/plans.py and membership.py).
-MODULES = (token_selectors, analytics_selectors, pool_plans, pool_membership)
+MODULES = (
+    token_selectors,
+    analytics_selectors,
+    forecast_selectors,
+    pool_plans,
+    pool_membership,
+)
 NOVEMBER = dt.date(2026, 11, 1)
 OCTOBER = dt.date(2026, 10, 1)
 WHOLE = StatsPeriod(OCTOBER, dt.date(2026, 11, 30))
@@ -111,6 +118,28 @@ SELECTORS = {
         "auto_approval_rule": lambda w: token_selectors.auto_approval_rule(w.b),
         "overrides_in": lambda w: token_selectors.overrides_in(w.b),
         "recent_runs": lambda w: token_selectors.recent_runs(w.b),
+    },
+    forecast_selectors: {
+        "org_forecasts": lambda w: forecast_selectors.org_forecasts(w.b, NOW),
+        "daily_projection": None,  # a forecast already made: no table read
+        "user_forecasts": lambda w: forecast_selectors.user_forecasts(
+            w.b, w.mover, {"inference": 300_000, "embedding": 300_000}, NOW
+        ),
+        "projected_annotation": lambda w: list(
+            token_selectors.users_for_panel(w.b, NOVEMBER)
+            .annotate(
+                projected=forecast_selectors.projected_annotation(
+                    w.b, "inference", F("monthly_inference"), "max_inference", NOW
+                )
+            )
+            .values_list("projected", flat=True)
+        ),
+        "with_limit_projection": lambda w: list(
+            forecast_selectors.with_limit_projection(
+                token_selectors.users_for_panel(w.b, NOVEMBER), w.b, NOW
+            ).values_list("likely_percent", flat=True)
+        ),
+        "alerts_for_panel": lambda w: forecast_selectors.alerts_for_panel(w.b),
     },
     analytics_selectors: {
         "months_between": None,  # dates only
@@ -273,6 +302,7 @@ def _pages(w):
         "/panel/activity/",
         "/panel/activity/?tab=audit",
         "/panel/distribution/",
+        "/panel/alerts/",
     ]
 
 

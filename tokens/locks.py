@@ -25,6 +25,9 @@ each step in the mode named (the weakest that serializes what it protects):
 6. Rollups, each table in the order of its unique key: daily usage, monthly
    usage, then organization daily usage (written by every batch of the
    organization, so last, to be held only until the commit).
+7. Alerts fired by a usage batch (``tokens/services/alerts/detect.py``): an
+   INSERT … ON CONFLICT DO NOTHING after the rollups, rare (once per threshold
+   and month); its unique index entry is the batch's last lock.
 
 No lock in the product is ``FOR UPDATE``: no transaction changes a key that a
 foreign key references, and ``FOR NO KEY UPDATE`` lets the ``FOR KEY SHARE``

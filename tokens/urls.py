@@ -3,7 +3,15 @@ Management pages of the admin panel."""
 
 from django.urls import path, re_path
 
-from tokens.views import distribution, enterprise, me, members, metering, requests
+from tokens.views import (
+    alerts,
+    distribution,
+    enterprise,
+    me,
+    members,
+    metering,
+    requests,
+)
 
 app_name = "tokens"
 
@@ -131,5 +139,17 @@ urlpatterns = [
         "me/requests/",
         requests.TokenRequestSubmitView.as_view(),
         name="request_submit",
+    ),
+    # Management → Alerts (docs/forecasts.md, Alerts)
+    path("panel/alerts/", alerts.AlertsView.as_view(), name="alerts"),
+    path(
+        "panel/alerts/settings/",
+        alerts.AlertSettingsUpdateView.as_view(),
+        name="alert_settings_update",
+    ),
+    path(
+        "panel/alerts/test/",
+        alerts.AlertWebhookTestView.as_view(),
+        name="alert_webhook_test",
     ),
 ]

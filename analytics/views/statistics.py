@@ -23,6 +23,7 @@ from django.views.generic import TemplateView
 from accounts.access import PanelAccessMixin
 from accounts.services import data_export_record
 from analytics import selectors
+from analytics.forecasts import statistics_forecast
 from analytics.forms import PeriodForm
 from analytics.selectors import StatsPeriod
 from asksage_admin.lib.csv import csv_response, safe_cell
@@ -58,6 +59,20 @@ def _chart(labels: list[str], series: dict[str, list[int]]) -> dict[str, Any]:
     }
 
 
+def _with_projection(chart: dict[str, Any], projection: dict) -> dict[str, Any]:
+    """The daily chart with the forecast's datasets (docs/forecasts.md), stacked
+    on the usage: what is still expected on each day left in the month."""
+    for t, data in projection.items():
+        chart["datasets"].append(
+            {
+                "key": f"projection-{t}",
+                "label": _("%(type)s (projected)") % {"type": TokenType(t).label},
+                "data": data,
+            }
+        )
+    return chart
+
+
 class StatisticsMixin(PanelAccessMixin):
     nav_active = "statistics"
 
@@ -90,6 +105,7 @@ class StatisticsView(StatisticsMixin, TemplateView):
         days = selectors.daily_usage(self.org, period)
         months = selectors.monthly_usage(self.org, period)
         models = selectors.usage_by_model(self.org, period)
+        forecast = statistics_forecast(self.org, period, days)
         context.update(
             period_label=period_label(period),
             months_label=_("%(start)s – %(end)s")
@@ -112,10 +128,14 @@ class StatisticsView(StatisticsMixin, TemplateView):
             top_limit=selectors.TOP_USERS,
             top_users=selectors.top_users(self.org, period, total=kpis.used.total),
             current_query=self.request.GET.urlencode(),
-            daily_chart=_chart(
-                [d.day.isoformat() for d in days],
-                {t: [d.by_type[t] for d in days] for t in types},
+            daily_chart=_with_projection(
+                _chart(
+                    [d.day.isoformat() for d in days],
+                    {t: [d.by_type[t] for d in days] for t in types},
+                ),
+                forecast["projection"],
             ),
+            **forecast,
             monthly_chart=_chart(
                 [_month_label(m.month) for m in months],
                 {t: [m.tokens(t) for m in months] for t in types},

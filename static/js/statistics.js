@@ -11,6 +11,9 @@
   var COLORS = {
     inference: { fill: "#6366f1", hover: "#4f46e5" },
     embedding: { fill: "#2dd4bf", hover: "#14b8a6" },
+    /* The forecast (docs/forecasts.md): the same hues, pale, stacked on the usage. */
+    "projection-inference": { fill: "rgba(99, 102, 241, 0.28)", hover: "rgba(99, 102, 241, 0.45)" },
+    "projection-embedding": { fill: "rgba(45, 212, 191, 0.32)", hover: "rgba(45, 212, 191, 0.5)" },
   };
   var MUTED = "#71717a";
   var GRID = "#efeff2";

@@ -82,7 +82,7 @@ def test_me_requires_sign_in(anon_client):
     assert response.status_code == 302
 
 
-def test_sidebar_lists_both_sections_and_five_pages(admin_client):
+def test_sidebar_lists_both_sections_and_six_pages(admin_client):
     body = admin_client.get(reverse("tokens:user_list")).content.decode()
     for label in [
         "Management",
@@ -90,6 +90,7 @@ def test_sidebar_lists_both_sections_and_five_pages(admin_client):
         "User Management",
         "Token Distribution",
         "Token Requests",
+        "Alerts",
         "Token Statistics",
         "Activity Logs",
         "Back to Chat",

@@ -19,6 +19,7 @@ NAV_ITEMS = [
     "User Management",
     "Token Distribution",
     "Token Requests",
+    "Alerts",
     "Token Statistics",
     "Activity Logs",
 ]
@@ -55,7 +56,7 @@ def test_wide_viewport_shows_sidebar_sections_and_no_hamburger(
     expect(nav).to_be_visible()
     expect(nav.locator(".nav-section-label")).to_have_text(["Management", "Analytics"])
     links = nav.locator(".nav-list .nav-link")
-    expect(links).to_have_count(5)
+    expect(links).to_have_count(len(NAV_ITEMS))
     for index, label in enumerate(NAV_ITEMS):
         expect(links.nth(index)).to_contain_text(label)
     expect(nav.get_by_role("link", name="User Management")).to_have_attribute(

@@ -126,10 +126,13 @@ def test_charts_render_and_match_their_tables(
     assert set(charts) == {"chart-daily", "chart-monthly", "chart-models"}
     for chart in charts.values():
         assert chart["width"] > 300 and chart["height"] > 150, chart
-        assert chart["type"] == "bar" and chart["datasets"] == 2, chart
+        # The daily chart of this month also has the forecast's two datasets
+        # (docs/forecasts.md): the days left, per type.
+        datasets = 4 if chart["id"] == "chart-daily" else 2
+        assert chart["type"] == "bar" and chart["datasets"] == datasets, chart
         assert chart["painted"] > 1000, chart  # bars, axes and labels were drawn
     days_in_month = last_day(period_of(timezone.now())).day  # the whole month
-    assert charts["chart-daily"]["points"] == 2 * days_in_month
+    assert charts["chart-daily"]["points"] == 4 * days_in_month
     assert charts["chart-monthly"]["points"] == 2 * 12
     assert charts["chart-models"]["points"] == 2 * 4
 
@@ -225,7 +228,14 @@ def test_period_picker(admin_page, live_server, usage):
         """() => Chart.getChart(document.getElementById('chart-daily'))
              .data.datasets.map(d => [d.label, d.data.length])"""
     )
-    assert series == [["Embedding", 30]]
+    # A range that contains today also draws the forecast (docs/forecasts.md).
+    today = timezone.now().astimezone(dt.UTC).date()
+    forecast = (
+        [["Embedding (projected)", 30]]
+        if first <= today <= first + dt.timedelta(days=29)
+        else []
+    )
+    assert series == [["Embedding", 30], *forecast]
 
     # A reversed range: the message, no figures, and the picker to fix it.
     start.fill("2025-03-10")

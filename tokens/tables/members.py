@@ -79,6 +79,12 @@ class UserTable(KnownSortTable):
     last_active_at = tables.DateTimeColumn(
         verbose_name=_("Last active"), format="Y-m-d H:i", default="—"
     )
+    # docs/forecasts.md: month-end projection in % of the limit (the higher type).
+    likely_percent = tables.Column(
+        verbose_name=_("Likely to hit the limit"),
+        order_by=("likely_percent", "email"),
+        attrs=NUM,
+    )
 
     class Meta:
         model = User
@@ -99,6 +105,7 @@ class UserTable(KnownSortTable):
             "prev_month_inference",
             "total_usage",
             "last_active_at",
+            "likely_percent",
         )
         order_by = ("email",)
         empty_text = _("No users match these filters.")
@@ -127,6 +134,21 @@ class UserTable(KnownSortTable):
 
     def render_role(self, record):
         return record.get_role_display()
+
+    def render_likely_percent(self, value):
+        if value is None or value < 0:
+            return "—"
+        percent = f"{round(value):,}%"
+        if value >= 100:
+            return format_html(
+                '<span class="badge badge-warning" title="{}">{}</span>',
+                _("Projected month-end usage in % of the limit"),
+                percent,
+            )
+        return percent
+
+    def value_likely_percent(self, value):
+        return "" if value is None or value < 0 else round(value)
 
     def render_max_inference(self, record, value):
         return self._limit_link(record, "inference", value)

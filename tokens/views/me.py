@@ -7,6 +7,7 @@ from asksage_admin.lib.periods import period_of
 from tokens import selectors
 from tokens.forms.requests import TokenRequestForm
 from tokens.models import TokenType
+from tokens.selectors.forecasts import user_forecasts
 from tokens.services.requests import check_requester
 
 
@@ -26,8 +27,17 @@ class MeView(LoginRequiredMixin, TemplateView):
             return context
         period = period_of()
         context["period"] = period
+        balances = selectors.user_balances(user.organization, user, period)
+        # The month-end projection (docs/forecasts.md): one query on the daily rollup.
+        forecasts = {
+            f.token_type: f
+            for f in user_forecasts(
+                user.organization, user, {b.token_type: b.limit for b in balances}
+            )
+        }
         context["balances"] = [
             {
+                "forecast": forecasts.get(balance.token_type),
                 "balance": balance,
                 "label": TokenType(balance.token_type).label,
                 # <progress> needs max > 0; spent is capped at the limit (the
@@ -40,7 +50,7 @@ class MeView(LoginRequiredMixin, TemplateView):
                     else 0
                 ),
             }
-            for balance in selectors.user_balances(user.organization, user, period)
+            for balance in balances
         ]
         context["usage_by_model"] = selectors.user_usage_by_model(
             user.organization, user, period

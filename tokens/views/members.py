@@ -31,6 +31,7 @@ from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
 from tokens.filtersets.members import UserFilterSet
 from tokens.forms.members import BulkActionForm, LimitForm
+from tokens.selectors.forecasts import with_limit_projection
 from tokens.services.pool import fmt, type_label
 from tokens.tables.columns import PAGE_SIZES
 from tokens.tables.members import UserTable
@@ -57,7 +58,8 @@ class UserListView(UsersPanelMixin, SingleTableMixin, FilterView):
     filterset_class = UserFilterSet
 
     def get_queryset(self):
-        return selectors.users_for_panel(self.org)
+        # "Likely to hit the limit" (docs/forecasts.md): a sortable projection.
+        return with_limit_projection(selectors.users_for_panel(self.org), self.org)
 
     def get_table_kwargs(self):
         return {"org_query": self.panel_context()["org_query"]}

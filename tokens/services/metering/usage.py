@@ -22,6 +22,7 @@ from tokens.models import (
     OrgDailyUsage,
     UsageEvent,
 )
+from tokens.services.alerts.detect import detect_for_batch, facts_statement
 from tokens.services.distribution import auto_increase_for_batch
 from tokens.services.distribution.auto_increase import lock_for_auto_increase
 from tokens.services.metering import hot
@@ -173,10 +174,19 @@ def _record_batch(
             organizations={ev.organization_id for ev in recorded},
             now=now,
         )
-        # The rollups, in one round trip; the organization-level rows are written
-        # by every batch of the organization, so they are written last, to be
-        # locked only until the commit.
-        _add_rollups(recorded)
+        # The rollups, then the read that decides the alerts (docs/forecasts.md,
+        # Alerts) on the batch's usage of the current month, in one round trip;
+        # the organization-level rows are written by every batch of the
+        # organization, so they are written last, to be locked only until the
+        # commit. An alert's INSERT follows only when a threshold is due.
+        current = period_of(now)
+        charged = {
+            (ev.organization_id, ev.user.pk, ev.token_type)
+            for ev in recorded
+            if period_of(ev.occurred_at) == current
+        }
+        facts = _add_rollups(recorded, then=facts_statement(charged, current))
+        detect_for_batch(charged, current, now, facts=facts.rows)
 
     for ev in parsed:
         if ev.error is None:
@@ -276,14 +286,17 @@ def _add_usage(recorded: list[_Event], settling: list[dict], now) -> None:
     )
 
 
-def _add_rollups(recorded: list[_Event]) -> None:
+def _add_rollups(
+    recorded: list[_Event], *, then: hot.Statement | None = None
+) -> hot.Result:
     """The rollups of the events this batch wrote, in one round trip: usage per
     organization, user, model, type and day; per organization, user and month
     (one row: each type's tokens, events and last day with usage, and their
     totals); and per organization, model, type, day and stripe. Each is keyed by
-    the organization the event is recorded under."""
+    the organization the event is recorded under. ``then``: a statement to run
+    last in the same round trip; its result is returned."""
     if not recorded:
-        return
+        return hot.run_together(then)[0]
     daily: dict[tuple, dict[str, int]] = defaultdict(lambda: {"tokens": 0, "events": 0})
     org_daily: dict[tuple, dict[str, int]] = defaultdict(
         lambda: {"tokens": 0, "events": 0}
@@ -313,7 +326,7 @@ def _add_rollups(recorded: list[_Event]) -> None:
             cell[f"{prefix}events"] += 1
             last = cell[f"{prefix}last_day"]
             cell[f"{prefix}last_day"] = day if last is None else max(last, day)
-    hot.run_together(
+    *_, last = hot.run_together(
         _upsert_sql(
             DailyUsage,
             ("user_id", "model_id", "token_type", "day"),
@@ -336,4 +349,6 @@ def _add_rollups(recorded: list[_Event]) -> None:
             org_daily,
             by_organization=True,
         ),
+        then,
     )
+    return last

@@ -21,6 +21,7 @@ from tokens.forms.distribution import (
 )
 from tokens.models import DistributionPolicy, UserOverride
 from tokens.selectors.distribution import overrides_in, recent_runs
+from tokens.selectors.forecasts import org_forecasts
 from tokens.services import distribution
 from tokens.views.distribution.text import describe
 
@@ -96,6 +97,7 @@ class DistributionView(DistributionPanelMixin, TemplateView):
             policy=policy,
             preset_label=policy.get_preset_display(),
             summary=selectors.org_summary(self.org),
+            forecasts=list(org_forecasts(self.org, now).values()),
             presets=preset_cards(policy),
             overrides=list(overrides_in(self.org)),
             runs=runs,
