@@ -1,11 +1,14 @@
 import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db.models import F
+from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from asksage_admin.lib.display import breakable_email, user_status_badges
 
 NUM = {"th": {"class": "num"}, "td": {"class": "num"}}
 PAGE_SIZES = (25, 50, 100, 500)
@@ -56,11 +59,38 @@ class KnownSortTable(tables.Table):
     @order_by.setter
     def order_by(self, value):
         names = value.split(",") if isinstance(value, str) else list(value or ())
-        known = {column.name for column in self.columns if column.orderable}
+        # Hidden columns (not chosen by the admin) still sort: a link keeps working.
+        known = {c.name for c in self.columns.iterall() if c.orderable}
         wanted = tuple(
             n for n in names if isinstance(n, str) and n.lstrip("-") in known
         )
         tables.Table.order_by.fset(self, wanted or self._meta.order_by)
+
+
+# The columns an admin may show or hide, in the table's order, and those shown until
+# they choose (docs/product.md, User Management). User, Status and the row menu stay.
+CHOOSABLE_USER_COLUMNS = (
+    "id",
+    "name",
+    "email",
+    "has_mfa",
+    "role",
+    "is_paid",
+    "is_banned",
+    "email_verified_at",
+    "max_inference",
+    "max_embedding",
+    "monthly_inference",
+    "prev_month_inference",
+    "total_usage",
+    "last_active_at",
+)
+DEFAULT_USER_COLUMNS = (
+    "max_inference",
+    "max_embedding",
+    "monthly_inference",
+    "last_active_at",
+)
 
 
 class UserTable(KnownSortTable):
@@ -77,6 +107,21 @@ class UserTable(KnownSortTable):
             },
             "td__input": {"name": "pk", "form": "bulk-form", "aria-label": _("Select")},
         },
+    )
+    # The identity column stays in view while the figures scroll (css/tables.css).
+    user = tables.Column(
+        verbose_name=_("User"),
+        accessor="email",
+        order_by=("email",),
+        attrs={"th": {"class": "col-identity"}, "td": {"class": "col-identity"}},
+    )
+    # The yes/no flags, folded into one cell of badges.
+    status = tables.Column(
+        verbose_name=_("Status"),
+        accessor="pk",
+        empty_values=(),
+        order_by=("is_banned", "-is_paid", "email_verified_at", "email"),
+        attrs={"td": {"class": "col-status"}},
     )
     id = tables.Column(verbose_name=_("ID"), attrs=NUM)
     name = tables.Column(
@@ -117,7 +162,17 @@ class UserTable(KnownSortTable):
         verbose_name=_("Total Usage"), order_by=("total_usage", "email")
     )
     last_active_at = tables.DateTimeColumn(
-        verbose_name=_("Last active"), format="Y-m-d H:i", default="—"
+        verbose_name=_("Last active"),
+        format="Y-m-d H:i",
+        default="—",
+        attrs={"th": {"class": "col-wide"}, "td": {"class": "col-wide nowrap"}},
+    )
+    actions = tables.Column(
+        verbose_name=_("Actions"),
+        accessor="pk",
+        orderable=False,
+        empty_values=(),
+        attrs={"th": {"class": "col-actions"}, "td": {"class": "col-actions"}},
     )
 
     class Meta:
@@ -125,6 +180,8 @@ class UserTable(KnownSortTable):
         fields = []
         sequence = (
             "select",
+            "user",
+            "status",
             "id",
             "name",
             "email",
@@ -139,14 +196,26 @@ class UserTable(KnownSortTable):
             "prev_month_inference",
             "total_usage",
             "last_active_at",
+            "actions",
         )
         order_by = ("email",)
         empty_text = _("No users match these filters.")
         attrs = {"class": "table table-users"}
 
-    def __init__(self, *args, org_query: str = "", **kwargs):
+    def __init__(self, *args, org_query: str = "", chosen=None, **kwargs):
         self.org_query = org_query
         super().__init__(*args, **kwargs)
+        # The admin's own choice of columns (accounts.TablePreference), else the
+        # default; columns marked col-wide give way below 1200 px only by default.
+        shown = DEFAULT_USER_COLUMNS if chosen is None else chosen
+        for name in CHOOSABLE_USER_COLUMNS:
+            if name not in shown:
+                self.columns.hide(name)
+        self.attrs = {
+            **self.attrs,
+            "class": "table table-users"
+            + (" table-default-columns" if chosen is None else ""),
+        }
 
     def paginate(self, *args, per_page=None, **kwargs):
         # Only the offered page sizes: ?per_page=100000 must not load the whole org.
@@ -160,6 +229,32 @@ class UserTable(KnownSortTable):
 
     def order_last_active_at(self, queryset, is_descending):
         return _nulls_low(queryset, "last_active_at", is_descending), True
+
+    def render_user(self, record):
+        url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query
+        return format_html(
+            '<a class="cell-primary" href="{}">{}</a>'
+            '<span class="cell-secondary email">{}</span>',
+            url,
+            record.get_full_name() or record.email,
+            breakable_email(record.email),
+        )
+
+    def render_status(self, record):
+        return user_status_badges(record)
+
+    def render_actions(self, record):
+        # No request here: context processors (queries) would run for every row.
+        request = getattr(self, "request", None)
+        return render_to_string(
+            "tokens/includes/user_row_menu.html",
+            {
+                "u": record,
+                "org_query": self.org_query,
+                "is_self": request is not None and request.user.pk == record.pk,
+                "csrf_token": get_token(request) if request is not None else "",
+            },
+        )
 
     def render_name(self, record):
         url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query
@@ -218,12 +313,17 @@ class TokenRequestTable(KnownSortTable):
     others."""
 
     email = tables.Column(
-        accessor="user__email", verbose_name=_("User Email"), order_by=("user__email",)
+        accessor="user__email",
+        verbose_name=_("User Email"),
+        order_by=("user__email",),
+        attrs={"th": {"class": "col-identity"}, "td": {"class": "col-identity"}},
     )
     token_type = tables.Column(verbose_name=_("Type"))
     amount = NumberColumn(verbose_name=_("Requested Amount"))
-    reason = tables.Column(
-        verbose_name=_("Reason"), orderable=False, attrs={"td": {"class": "reason"}}
+    # The reason is long text: shown in full in a row of its own under the request.
+    reason = tables.Column(verbose_name=_("Reason"), orderable=False, visible=False)
+    row_detail = tables.Column(
+        accessor="pk", orderable=False, visible=False, empty_values=()
     )
     limit_at_request = NumberColumn(verbose_name=_("Current Tokens"))
     status = tables.Column(verbose_name=_("Status"))
@@ -233,8 +333,10 @@ class TokenRequestTable(KnownSortTable):
         accessor="pk",
         orderable=False,
         empty_values=(),
-        attrs={"td": {"class": "actions"}},
+        attrs={"th": {"class": "col-actions"}, "td": {"class": "actions col-actions"}},
     )
+    has_row_detail = True
+    scroll_label = _("Token requests")
 
     class Meta:
         sequence = (
@@ -246,10 +348,12 @@ class TokenRequestTable(KnownSortTable):
             "status",
             "created_at",
             "actions",
+            "row_detail",
         )
         order_by = ("-created_at",)
         empty_text = _("No requests here.")
         attrs = {"class": "table table-requests"}
+        row_attrs = {"class": "has-detail"}
 
     def __init__(self, *args, org_query: str = "", back: str = "", **kwargs):
         self.org_query, self.back = org_query, back
@@ -280,9 +384,14 @@ class TokenRequestTable(KnownSortTable):
             date_format(moment, "H:i"),
         )
 
-    def render_reason(self, value):
+    def render_email(self, value):
+        return format_html('<span class="email">{}</span>', breakable_email(value))
+
+    def render_row_detail(self, record):
         return format_html(
-            '<span class="reason-text" title="{}">{}</span>', value, value
+            '<p class="reason-text"><span class="row-detail-label">{}</span> {}</p>',
+            _("Reason"),
+            record.reason,
         )
 
     def render_status(self, record):
@@ -319,8 +428,9 @@ class TokenRequestTable(KnownSortTable):
             )
             return format_html(
                 '<span class="row-actions">'
-                '<a class="btn btn-primary btn-sm" href="{}">{}</a>'
-                '<a class="btn btn-secondary btn-sm" href="{}">{}</a></span>',
+                '<a class="btn btn-primary btn-sm" href="{}" data-primary-action>{}</a>'
+                '<a class="btn btn-secondary btn-sm" href="{}" data-primary-action>{}'
+                "</a></span>",
                 approve,
                 _("Approve…"),
                 deny,

@@ -29,6 +29,7 @@ urlpatterns = [
     path("panel/users/", users.UserListView.as_view(), name="user_list"),
     path("panel/users/export.csv", users.UserExportView.as_view(), name="user_export"),
     path("panel/users/bulk/", users.UserBulkView.as_view(), name="user_bulk"),
+    path("panel/users/columns/", users.UserColumnsView.as_view(), name="user_columns"),
     path("panel/users/<int:pk>/", users.UserDetailView.as_view(), name="user_detail"),
     path(
         "panel/users/<int:pk>/limits/<str:token_type>/",
