@@ -1,7 +1,8 @@
 // Row menus (details.row-menu, css/tables.css): an open menu is placed in the window
-// with fixed coordinates, so a table's scroll box cannot cut it; one menu is open at
-// a time; Esc, a click elsewhere, scrolling or resizing closes it. Without
-// JavaScript the menu still opens (inside the table's box).
+// with fixed coordinates, so a table's scroll box cannot cut it, and follows its
+// button when the page or the table scrolls; one menu is open at a time; Esc or a
+// click elsewhere closes it. Without JavaScript the menu still opens (inside the
+// table's box).
 (function () {
   "use strict";
 
@@ -63,17 +64,10 @@
     }
   });
 
-  function closeOnMove() {
-    closeAll(null);
+  // Scrolling or resizing moves the menu with its button.
+  function replaceOpen() {
+    document.querySelectorAll("details.row-menu[open]").forEach(place);
   }
-  window.addEventListener("resize", closeOnMove);
-  document.addEventListener(
-    "scroll",
-    function (event) {
-      if (!(event.target instanceof Element && event.target.closest(".row-menu-list"))) {
-        closeOnMove();
-      }
-    },
-    true
-  );
+  window.addEventListener("resize", replaceOpen);
+  document.addEventListener("scroll", replaceOpen, true);
 })();

@@ -229,6 +229,15 @@ def test_every_page_fits_and_passes_axe(
         ):
             continue  # not a page (healthz) or not this persona's (checked elsewhere)
         visited += 1
+        # Open the first two detail rows and the first row menu: open, they must fit too.
+        for toggle in page.locator(".row-toggle-label").all()[:2]:
+            toggle.click()
+        menus = page.locator("details.row-menu > summary")
+        if menus.count():
+            menus.last.click()
+            box = page.locator("details.row-menu[open] .row-menu-list").bounding_box()
+            if box is None or box["x"] < 0 or box["x"] + box["width"] > width:
+                problems.append(f"the row menu is outside the window: {box}")
         scroll_width, inner = page.evaluate(
             "[document.documentElement.scrollWidth, window.innerWidth]"
         )
@@ -248,6 +257,7 @@ def test_every_page_fits_and_passes_axe(
                     f"{violation['help']} ({len(violation['nodes'])} nodes, {targets})"
                 )
         page.screenshot(path=SHOTS / f"{width}-{label}.png", full_page=True)
+        page.keyboard.press("Escape")
         if problems:
             report[f"{label} ({persona}) {url}"] = problems
     assert visited >= 25
