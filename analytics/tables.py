@@ -117,7 +117,8 @@ class AuditEventTable(ActivityTable):
     def render_target_repr(self, record):
         if record.target_type == "accounts.user" and record.target_id.isdigit():
             return _user_link(int(record.target_id), record.target_repr, self.org_query)
-        return record.target_repr or "—"
+        # Break between an address's parts, never mid-word.
+        return breakable_email(record.target_repr) if record.target_repr else "—"
 
     def render_request_id(self, value):
         return format_html('<code class="small">{}</code>', value[:12])
