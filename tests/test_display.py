@@ -14,7 +14,7 @@ def test_an_email_breaks_only_before_its_separators():
 def test_breakable_email_escapes_what_it_is_given():
     html = breakable_email('x<script>@"a".example')
     assert "<script>" not in html
-    assert "x&lt;script&gt;<wbr>@&quot;a&quot;<wbr>.example" == html
+    assert html == "x&lt;script&gt;<wbr>@&quot;a&quot;<wbr>.example"
 
 
 def user(**flags):
