@@ -340,3 +340,33 @@ class ServiceKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class TablePreference(models.Model):
+    """The columns one person chose to see in one panel table (docs/product.md, The
+    panel shell). A display preference: it changes nothing anyone else sees, so it is
+    not audited."""
+
+    class Table(models.TextChoices):
+        USERS = "users", _("User Management")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="table_preferences",
+    )
+    table = models.CharField(max_length=40, choices=Table.choices)
+    columns = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "table"],
+                name="table_preference_one_per_user_and_table",
+                violation_error_message=_("This table already has your columns."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} · {self.table}"

@@ -19,12 +19,19 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import audit
 from accounts.emails import canonical_email
-from accounts.models import AuditEvent, Organization, ServiceKey, User
+from accounts.models import (
+    AuditEvent,
+    Organization,
+    ServiceKey,
+    TablePreference,
+    User,
+)
 from accounts.policy import (
     access_organization_for_admin,
     access_staff_action,
     access_superuser_action,
 )
+from asksage_admin.lib.errors import NotPermitted
 
 Action = AuditEvent.Action
 
@@ -409,3 +416,32 @@ def organization_set_prompt_excerpts(
             after={"store_prompt_excerpts": enabled},
         )
     return locked
+
+
+# --- display preferences (docs/product.md, The panel shell) -----------------------
+
+TABLE_COLUMNS_MAX = 40
+
+
+def table_columns_set(
+    *, user: User, table: str, columns: list[str], choosable: tuple[str, ...]
+) -> TablePreference:
+    """Remember which of a table's ``choosable`` columns ``user`` sees. Their own
+    display preference only: not audited (it changes nothing anyone else sees)."""
+    if not user.is_authenticated:
+        raise NotPermitted(_("Sign in to choose columns."))
+    if table not in TablePreference.Table.values:
+        raise ValidationError({"table": _("There is no such table.")})
+    unknown = [c for c in columns if c not in choosable]
+    if unknown or len(columns) > TABLE_COLUMNS_MAX:
+        raise ValidationError(
+            {
+                "columns": _("Choose among the columns offered (unknown: %(names)s).")
+                % {"names": ", ".join(str(c)[:40] for c in unknown[:5]) or "—"}
+            }
+        )
+    wanted = [c for c in choosable if c in columns]  # the table's order, no doubles
+    preference, _created = TablePreference.objects.update_or_create(
+        user=user, table=table, defaults={"columns": wanted}
+    )
+    return preference

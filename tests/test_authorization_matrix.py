@@ -436,6 +436,13 @@ ROUTES: dict[str, Route] = {
         other_admin=Expect(302),
         data=lambda w: {"action": "ban", "pk": [w.target.pk], "confirmed": "1"},
     ),
+    # The admin's own choice of columns (a display preference: it changes nothing
+    # the snapshot covers; tests/tokens/test_user_columns.py checks it is kept).
+    "tokens:user_columns": Route(
+        get=panel(admin=NOT_ALLOWED, other_admin=NOT_ALLOWED),
+        post=panel(admin=REDIRECT, other_admin=REDIRECT),
+        data=lambda w: {"columns": ["id", "total_usage"]},
+    ),
     "tokens:user_detail": panel_page(object_page=True, kwargs=user_kwargs),
     "tokens:user_limit_edit": Route(
         get=panel(admin=OK, other_admin=NOT_FOUND),

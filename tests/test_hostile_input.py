@@ -122,6 +122,7 @@ PAGES = {
 FORM_TARGETS = {
     "tokens:request_submit": "tokens:me",
     "tokens:user_bulk": "tokens:user_list",
+    "tokens:user_columns": "tokens:user_list",
     "tokens:user_deactivate": "tokens:user_deactivate_confirm",
     "tokens:user_ban": "tokens:user_ban_confirm",
     "tokens:distribution_preset_apply": "tokens:distribution",

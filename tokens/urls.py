@@ -38,6 +38,9 @@ urlpatterns = [
         "panel/users/export.csv", members.UserExportView.as_view(), name="user_export"
     ),
     path("panel/users/bulk/", members.UserBulkView.as_view(), name="user_bulk"),
+    path(
+        "panel/users/columns/", members.UserColumnsView.as_view(), name="user_columns"
+    ),
     path("panel/users/<int:pk>/", members.UserDetailView.as_view(), name="user_detail"),
     path(
         "panel/users/<int:pk>/limits/<str:token_type>/",

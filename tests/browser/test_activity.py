@@ -141,6 +141,11 @@ def activity(shell_admin):
     return org
 
 
+def detail(row):
+    """The full-width row under ``row`` that holds its details."""
+    return row.locator("xpath=following-sibling::tr[1]")
+
+
 def assert_no_problems(page):
     assert page.problems == [], "\n".join(page.problems)
 
@@ -167,21 +172,23 @@ def test_activity_tabs_filter_expand_page_and_export(
     expect(page.locator(".page-header h1")).to_have_text("Activity Logs")
     tab = page.get_by_role("link", name="User activity")
     expect(tab).to_have_attribute("aria-current", "page")
-    rows = page.locator("table.table-activity > tbody > tr")
+    rows = page.locator("table.table-activity > tbody > tr.has-detail")
     expect(rows).to_have_count(30)
     expect(page.get_by_role("heading", name="Prompt excerpts")).to_be_visible()
     # A usage row expands to its details; excerpts show when they were stored.
     rows.first.get_by_text("Show", exact=True).click()
-    expect(rows.first.locator("dl.details")).to_be_visible()
-    expect(rows.first.get_by_text("Not stored")).to_be_visible()
+    expect(detail(rows.first).locator("dl.details")).to_be_visible()
+    expect(detail(rows.first).get_by_text("Not stored")).to_be_visible()
     rows.first.get_by_text("Show", exact=True).click()
-    expect(rows.first.locator("dl.details")).to_be_hidden()
+    expect(detail(rows.first).locator("dl.details")).to_be_hidden()
     with_excerpt = rows.nth(1)
     with_excerpt.get_by_text("Show", exact=True).click()
-    expect(with_excerpt.locator(".excerpt").first).to_contain_text(
+    expect(detail(with_excerpt).locator(".excerpt").first).to_contain_text(
         "Summarise the attached quarterly report"
     )
-    expect(with_excerpt.locator(".excerpt").nth(1)).to_contain_text("Revenue: up 14%")
+    expect(detail(with_excerpt).locator(".excerpt").nth(1)).to_contain_text(
+        "Revenue: up 14%"
+    )
     assert_fits(page)
     page.screenshot(path=screenshots_dir / "activity-1400.png", full_page=True)
 
@@ -207,7 +214,7 @@ def test_activity_tabs_filter_expand_page_and_export(
     # Expand a policy change: its before → after fields are readable.
     policy_row = rows.filter(has_text="Distribution policy changed")
     policy_row.get_by_text(re.compile(r"^\d+ changes?$")).click()
-    diff = policy_row.locator("ul.diff")
+    diff = detail(policy_row).locator("ul.diff")
     expect(diff).to_be_visible()
     floor = diff.locator("li", has_text="floor inference")
     expect(floor.locator(".diff-old")).to_have_text("500,000")
@@ -227,10 +234,10 @@ def test_activity_tabs_filter_expand_page_and_export(
     expect(row).to_contain_text("Banned")
     expect(row).to_contain_text("bob@acme.example")
     expect(row).to_contain_text("203.0.113.7")
-    expect(row.locator("details")).not_to_have_attribute("open", "")
+    expect(detail(row)).to_be_hidden()
     row.get_by_text("1 change", exact=True).click()
-    expect(row.locator(".diff-old")).to_have_text("no")
-    expect(row.locator(".diff-new")).to_have_text("yes")
+    expect(detail(row).locator(".diff-old")).to_have_text("no")
+    expect(detail(row).locator(".diff-new")).to_have_text("yes")
     expect(page.get_by_role("link", name="Older →")).to_have_count(0)
 
     # Export CSV: the filtered rows, as a download with the header row.
@@ -253,15 +260,15 @@ def test_activity_tabs_filter_expand_page_and_export(
     page.goto(live_server.url + PAGE + "?tab=audit")
     expect(rows).to_have_count(50)
     override_row = rows.filter(has_text="User override set")
-    override_row.locator("summary").click()
-    expect(override_row.locator("li", has_text="note")).to_contain_text(
+    override_row.locator(".row-toggle-label").click()
+    expect(detail(override_row).locator("li", has_text="note")).to_contain_text(
         "Team lead: keeps a higher floor"
     )
     assert_fits(page)
     page.goto(live_server.url + PAGE)
     expect(rows).to_have_count(30)
     rows.nth(1).get_by_text("Show", exact=True).click()
-    expect(rows.nth(1).locator(".excerpt").first).to_be_visible()
+    expect(detail(rows.nth(1)).locator(".excerpt").first).to_be_visible()
     assert_fits(page)
     page.screenshot(path=screenshots_dir / "activity-1000.png", full_page=True)
 

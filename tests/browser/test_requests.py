@@ -93,7 +93,11 @@ def test_member_requests_admin_approves_part(
     row = admin.locator("table.table-requests tbody tr", has_text="ava@acme.example")
     expect(row).to_contain_text("300,000")
     expect(row).to_contain_text("1,000,000")  # current tokens when asked
-    expect(row).to_contain_text("Indexing the 2026 contract archive")
+    # The reason, in full, in the row under the request.
+    reason = admin.locator(
+        "table.table-requests tr:has-text('ava@acme.example') + tr.row-detail"
+    )
+    expect(reason).to_contain_text("Indexing the 2026 contract archive")
     expect(admin.locator(".stat", has_text="Unallocated inference")).to_contain_text(
         "2,400,000"
     )
@@ -136,7 +140,7 @@ def test_member_requests_admin_approves_part(
     # It is listed under Approved, with the decision.
     admin.locator(".tab", has_text="Approved").click()
     expect(admin.locator(".tab[aria-current='page']")).to_contain_text("Approved 1")
-    approved = admin.locator("table.table-requests tbody tr")
+    approved = admin.locator("table.table-requests tbody tr.has-detail")
     expect(approved).to_have_count(1)
     expect(approved).to_contain_text("ava@acme.example")
     expect(approved).to_contain_text("Approved 120,000")

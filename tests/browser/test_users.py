@@ -166,7 +166,7 @@ def test_bulk_ban_of_two_selected_users(admin_page, live_server, team):
     assert sorted(banned) == ["bob@acme.example", "cy@acme.example"]
     expect(
         page.locator("tbody tr", has_text="bob@acme.example").locator(".badge-danger")
-    ).to_have_text("Yes")
+    ).to_have_text("Banned")
 
     assert_no_problems(page)
 

@@ -49,7 +49,8 @@ class KnownSortTable(tables.Table):
     @order_by.setter
     def order_by(self, value):
         names = value.split(",") if isinstance(value, str) else list(value or ())
-        known = {column.name for column in self.columns if column.orderable}
+        # Hidden columns (not chosen by the admin) still sort: a link keeps working.
+        known = {c.name for c in self.columns.iterall() if c.orderable}
         wanted = tuple(
             n for n in names if isinstance(n, str) and n.lstrip("-") in known
         )

@@ -3,11 +3,14 @@
 import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db.models import F
+from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from asksage_admin.lib.display import breakable_email, user_status_badges
 from tokens.tables.columns import (
     NUM,
     PAGE_SIZES,
@@ -21,6 +24,34 @@ def _nulls_low(queryset, field: str, descending: bool):
     column = F(field)
     order = column.desc(nulls_last=True) if descending else column.asc(nulls_first=True)
     return queryset.order_by(order, "email")
+
+
+# The columns an admin may show or hide, in the table's order, and those shown until
+# they choose (docs/product.md, User Management). User, Status and the row menu stay.
+CHOOSABLE_USER_COLUMNS = (
+    "id",
+    "name",
+    "email",
+    "has_mfa",
+    "role",
+    "is_paid",
+    "is_banned",
+    "email_verified_at",
+    "max_inference",
+    "max_embedding",
+    "monthly_inference",
+    "prev_month_inference",
+    "total_usage",
+    "likely_percent",
+    "last_active_at",
+)
+DEFAULT_USER_COLUMNS = (
+    "max_inference",
+    "max_embedding",
+    "monthly_inference",
+    "likely_percent",
+    "last_active_at",
+)
 
 
 class UserTable(KnownSortTable):
@@ -37,6 +68,21 @@ class UserTable(KnownSortTable):
             },
             "td__input": {"name": "pk", "form": "bulk-form", "aria-label": _("Select")},
         },
+    )
+    # The identity column stays in view while the figures scroll (css/tables.css).
+    user = tables.Column(
+        verbose_name=_("User"),
+        accessor="email",
+        order_by=("email",),
+        attrs={"th": {"class": "col-identity"}, "td": {"class": "col-identity"}},
+    )
+    # The yes/no flags, folded into one cell of badges.
+    status = tables.Column(
+        verbose_name=_("Status"),
+        accessor="pk",
+        empty_values=(),
+        order_by=("is_banned", "-is_paid", "email_verified_at", "email"),
+        attrs={"td": {"class": "col-status"}},
     )
     id = tables.Column(verbose_name=_("ID"), attrs=NUM)
     name = tables.Column(
@@ -77,7 +123,10 @@ class UserTable(KnownSortTable):
         verbose_name=_("Total Usage"), order_by=("total_usage", "email")
     )
     last_active_at = tables.DateTimeColumn(
-        verbose_name=_("Last active"), format="Y-m-d H:i", default="—"
+        verbose_name=_("Last active"),
+        format="Y-m-d H:i",
+        default="—",
+        attrs={"th": {"class": "col-wide"}, "td": {"class": "col-wide nowrap"}},
     )
     # docs/forecasts.md: month-end projection in % of the limit (the higher type).
     likely_percent = tables.Column(
@@ -85,12 +134,21 @@ class UserTable(KnownSortTable):
         order_by=("likely_percent", "email"),
         attrs=NUM,
     )
+    actions = tables.Column(
+        verbose_name=_("Actions"),
+        accessor="pk",
+        orderable=False,
+        empty_values=(),
+        attrs={"th": {"class": "col-actions"}, "td": {"class": "col-actions"}},
+    )
 
     class Meta:
         model = User
         fields = []
         sequence = (
             "select",
+            "user",
+            "status",
             "id",
             "name",
             "email",
@@ -104,16 +162,28 @@ class UserTable(KnownSortTable):
             "monthly_inference",
             "prev_month_inference",
             "total_usage",
-            "last_active_at",
             "likely_percent",
+            "last_active_at",
+            "actions",
         )
         order_by = ("email",)
         empty_text = _("No users match these filters.")
         attrs = {"class": "table table-users"}
 
-    def __init__(self, *args, org_query: str = "", **kwargs):
+    def __init__(self, *args, org_query: str = "", chosen=None, **kwargs):
         self.org_query = org_query
         super().__init__(*args, **kwargs)
+        # The admin's own choice of columns (accounts.TablePreference), else the
+        # default; columns marked col-wide give way below 1200 px only by default.
+        shown = DEFAULT_USER_COLUMNS if chosen is None else chosen
+        for name in CHOOSABLE_USER_COLUMNS:
+            if name not in shown:
+                self.columns.hide(name)
+        self.attrs = {
+            **self.attrs,
+            "class": "table table-users"
+            + (" table-default-columns" if chosen is None else ""),
+        }
 
     def paginate(self, *args, per_page=None, **kwargs):
         # Only the offered page sizes: ?per_page=100000 must not load the whole org.
@@ -127,6 +197,32 @@ class UserTable(KnownSortTable):
 
     def order_last_active_at(self, queryset, is_descending):
         return _nulls_low(queryset, "last_active_at", is_descending), True
+
+    def render_user(self, record):
+        url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query
+        return format_html(
+            '<a class="cell-primary" href="{}">{}</a>'
+            '<span class="cell-secondary email">{}</span>',
+            url,
+            record.get_full_name() or record.email,
+            breakable_email(record.email),
+        )
+
+    def render_status(self, record):
+        return user_status_badges(record)
+
+    def render_actions(self, record):
+        # No request here: context processors (queries) would run for every row.
+        request = getattr(self, "request", None)
+        return render_to_string(
+            "tokens/includes/user_row_menu.html",
+            {
+                "u": record,
+                "org_query": self.org_query,
+                "is_self": request is not None and request.user.pk == record.pk,
+                "csrf_token": get_token(request) if request is not None else "",
+            },
+        )
 
     def render_name(self, record):
         url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query
@@ -170,3 +266,8 @@ class UserTable(KnownSortTable):
             _("Edit limit"),
             intcomma(value),
         )
+
+
+# --- Token Requests (docs/product.md, Token Requests) ---------------------------------
+
+# Imported here so this section stays one appended block (the top import is shared).

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
+from asksage_admin.lib.display import breakable_email
 from tokens.tables.columns import KnownSortTable, NumberColumn
 
 _STATUS_BADGES = {
@@ -32,12 +33,17 @@ class TokenRequestTable(KnownSortTable):
     others."""
 
     email = tables.Column(
-        accessor="user__email", verbose_name=_("User Email"), order_by=("user__email",)
+        accessor="user__email",
+        verbose_name=_("User Email"),
+        order_by=("user__email",),
+        attrs={"th": {"class": "col-identity"}, "td": {"class": "col-identity"}},
     )
     token_type = tables.Column(verbose_name=_("Type"))
     amount = NumberColumn(verbose_name=_("Requested Amount"))
-    reason = tables.Column(
-        verbose_name=_("Reason"), orderable=False, attrs={"td": {"class": "reason"}}
+    # The reason is long text: shown in full in a row of its own under the request.
+    reason = tables.Column(verbose_name=_("Reason"), orderable=False, visible=False)
+    row_detail = tables.Column(
+        accessor="pk", orderable=False, visible=False, empty_values=()
     )
     limit_at_request = NumberColumn(verbose_name=_("Current Tokens"))
     status = tables.Column(verbose_name=_("Status"))
@@ -47,8 +53,10 @@ class TokenRequestTable(KnownSortTable):
         accessor="pk",
         orderable=False,
         empty_values=(),
-        attrs={"td": {"class": "actions"}},
+        attrs={"th": {"class": "col-actions"}, "td": {"class": "actions col-actions"}},
     )
+    has_row_detail = True
+    scroll_label = _("Token requests")
 
     class Meta:
         sequence = (
@@ -60,10 +68,12 @@ class TokenRequestTable(KnownSortTable):
             "status",
             "created_at",
             "actions",
+            "row_detail",
         )
         order_by = ("-created_at",)
         empty_text = _("No requests here.")
         attrs = {"class": "table table-requests"}
+        row_attrs = {"class": "has-detail"}
 
     def __init__(self, *args, org_query: str = "", back: str = "", **kwargs):
         self.org_query, self.back = org_query, back
@@ -94,9 +104,14 @@ class TokenRequestTable(KnownSortTable):
             date_format(moment, "H:i"),
         )
 
-    def render_reason(self, value):
+    def render_email(self, value):
+        return format_html('<span class="email">{}</span>', breakable_email(value))
+
+    def render_row_detail(self, record):
         return format_html(
-            '<span class="reason-text" title="{}">{}</span>', value, value
+            '<p class="reason-text"><span class="row-detail-label">{}</span> {}</p>',
+            _("Reason"),
+            record.reason,
         )
 
     def render_status(self, record):
@@ -133,8 +148,9 @@ class TokenRequestTable(KnownSortTable):
             )
             return format_html(
                 '<span class="row-actions">'
-                '<a class="btn btn-primary btn-sm" href="{}">{}</a>'
-                '<a class="btn btn-secondary btn-sm" href="{}">{}</a></span>',
+                '<a class="btn btn-primary btn-sm" href="{}" data-primary-action>{}</a>'
+                '<a class="btn btn-secondary btn-sm" href="{}" data-primary-action>{}'
+                "</a></span>",
                 approve,
                 _("Approve…"),
                 deny,

@@ -25,7 +25,13 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from accounts.access import PanelAccessMixin
-from accounts.services import data_export_record, user_has_mfa, user_mark_verified
+from accounts.selectors import table_columns_of
+from accounts.services import (
+    data_export_record,
+    table_columns_set,
+    user_has_mfa,
+    user_mark_verified,
+)
 from asksage_admin.lib.csv import csv_response
 from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
@@ -34,7 +40,7 @@ from tokens.forms.members import BulkActionForm, LimitForm
 from tokens.selectors.forecasts import with_limit_projection
 from tokens.services.pool import fmt, type_label
 from tokens.tables.columns import PAGE_SIZES
-from tokens.tables.members import UserTable
+from tokens.tables.members import CHOOSABLE_USER_COLUMNS, UserTable
 from tokens.views.bulk_review import BulkEffect, bulk_review
 
 
@@ -62,7 +68,10 @@ class UserListView(UsersPanelMixin, SingleTableMixin, FilterView):
         return with_limit_projection(selectors.users_for_panel(self.org), self.org)
 
     def get_table_kwargs(self):
-        return {"org_query": self.panel_context()["org_query"]}
+        return {
+            "org_query": self.panel_context()["org_query"],
+            "chosen": table_columns_of(self.request.user, "users"),
+        }
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -75,8 +84,37 @@ class UserListView(UsersPanelMixin, SingleTableMixin, FilterView):
             current_query=query.urlencode(),
             bulk_form=BulkActionForm(),
             filtered_count=self.object_list.count(),
+            column_choices=column_choices(context["table"]),
         )
         return context
+
+
+def column_choices(table) -> list[tuple[str, str, bool]]:
+    """(name, label, shown) of every column the admin may show or hide."""
+    return [
+        (name, table.columns[name].header, table.columns[name].visible)
+        for name in CHOOSABLE_USER_COLUMNS
+    ]
+
+
+class UserColumnsView(UsersPanelMixin, View):
+    """Save the admin's choice of User Management columns (their own display
+    preference, not audited: docs/product.md, User Management)."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            table_columns_set(
+                user=request.user,
+                table="users",
+                columns=request.POST.getlist("columns"),
+                choosable=CHOOSABLE_USER_COLUMNS,
+            )
+        except ValidationError as error:
+            for message in error.messages:
+                messages.error(request, message)
+        else:
+            messages.success(request, _("Columns saved."))
+        return redirect(self.back_url(self.org_url("tokens:user_list")))
 
 
 class UserExportView(UsersPanelMixin, View):
