@@ -30,13 +30,7 @@ from tokens.views.bulk_review import bulk_review
 
 # The plans of limit changes read the pool and limits of the organization they are
 # given, as selectors do (tokens/services/pool/plans.py and membership.py).
-MODULES = (
-    token_selectors,
-    analytics_selectors,
-    forecast_selectors,
-    pool_plans,
-    pool_membership,
-)
+MODULES = (token_selectors, analytics_selectors, pool_plans, pool_membership)
 NOVEMBER = dt.date(2026, 11, 1)
 OCTOBER = dt.date(2026, 10, 1)
 WHOLE = StatsPeriod(OCTOBER, dt.date(2026, 11, 30))
@@ -118,8 +112,7 @@ SELECTORS = {
         "auto_approval_rule": lambda w: token_selectors.auto_approval_rule(w.b),
         "overrides_in": lambda w: token_selectors.overrides_in(w.b),
         "recent_runs": lambda w: token_selectors.recent_runs(w.b),
-    },
-    forecast_selectors: {
+        # tokens/selectors/forecasts.py
         "org_forecasts": lambda w: forecast_selectors.org_forecasts(w.b, NOW),
         "daily_projection": None,  # a forecast already made: no table read
         "user_forecasts": lambda w: forecast_selectors.user_forecasts(

@@ -7,7 +7,7 @@ from django.urls import reverse
 from accounts.models import AuditEvent, TablePreference
 from tests.conftest import sign_in
 from tests.factories import AdminFactory, UserFactory
-from tokens.tables import DEFAULT_USER_COLUMNS
+from tokens.tables.members import DEFAULT_USER_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
