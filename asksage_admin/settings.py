@@ -253,6 +253,10 @@ MIN_USER_TOKENS = env.int("MIN_USER_TOKENS", default=200_000)
 DISABLED_USER_TOKENS = env.int("DISABLED_USER_TOKENS", default=1_000)
 TOKEN_LOT = env.int("TOKEN_LOT", default=2_000_000)
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=600)
+# Alerts fired by a usage call are delivered in a thread of their own after its
+# commit, so the gateway's answer never waits for e-mail or a webhook
+# (docs/forecasts.md, Alerts); send_alerts (cron) delivers what a stopped process left.
+ALERTS_DELIVER_IN_BACKGROUND = env.bool("ALERTS_DELIVER_IN_BACKGROUND", default=True)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

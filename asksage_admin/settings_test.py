@@ -14,6 +14,9 @@ CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 31536000
 REQUIRE_ADMIN_MFA = True
 DEMO_MODE = False
+# Alerts delivered in the request that fired them, so tests read the outbox after
+# the call; the background thread has its own test (tests/tokens/test_alerts.py).
+ALERTS_DELIVER_IN_BACKGROUND = False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

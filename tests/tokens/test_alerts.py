@@ -307,3 +307,29 @@ def test_thresholds_fire_again_in_the_next_month_and_not_across_the_edge(
         (dt.date(2026, 11, 1), 80),
         (dt.date(2026, 12, 1), 80),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alerts_are_delivered_in_a_thread_of_their_own_after_the_commit(
+    gateway, world, mailoutbox, settings
+):
+    """In production the usage call that fires an alert does not wait for its
+    e-mail or webhook: the commit hands the alert to a thread of its own."""
+    settings.ALERTS_DELIVER_IN_BACKGROUND = True
+    threads = []
+    real = delivery.deliver_soon
+
+    def recorded(ids):
+        thread = real(ids)
+        threads.append(thread)
+        return thread
+
+    with mock.patch.object(delivery, "deliver_soon", recorded):
+        spend(gateway, "ava@acme.example", 800)  # 80%
+    assert len(threads) == 1 and threads[0] is not None
+    assert threads[0].name == "alerts"
+    threads[0].join(timeout=30)
+    assert not threads[0].is_alive()
+    alert = Alert.objects.get()
+    assert alert.delivered_at is not None
+    assert [m.to for m in mailoutbox] == [["ava@acme.example"]]

@@ -13,10 +13,11 @@ unlocked and still unmarked); an alert is never lost."""
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -170,6 +171,31 @@ def _deliver_one(pk: int, now: dt.datetime) -> str:
             ]
         )
         return "failed" if errors else "delivered"
+
+
+def deliver_soon(ids: list[int]) -> threading.Thread | None:
+    """Deliver the alerts a usage call fired, after its commit, without making the
+    call wait: in a thread of its own (``ALERTS_DELIVER_IN_BACKGROUND``, on by
+    default), whose database connection is closed when it ends. If the process
+    stops first, the alerts stay undelivered and ``send_alerts`` delivers them.
+    Returns the thread (None when delivered in place)."""
+    if not settings.ALERTS_DELIVER_IN_BACKGROUND:
+        deliver(ids)
+        return None
+    thread = threading.Thread(
+        target=_deliver_in_thread, args=(list(ids),), name="alerts", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _deliver_in_thread(ids: list[int]) -> None:
+    try:
+        deliver(ids)
+    except Exception:  # logged; the alerts stay undelivered for send_alerts
+        logger.exception("Delivering alerts %s failed", ids)
+    finally:
+        connections.close_all()
 
 
 def deliver(ids: list[int] | None = None, *, limit: int = BATCH) -> DeliveryReport:

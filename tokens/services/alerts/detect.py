@@ -255,7 +255,7 @@ def fire(due: list[dict], *, period: dt.date, now: dt.datetime) -> list[int]:
         cursor.execute(sql, [v for row in values for v in row])
         ids = sorted(r[0] for r in cursor.fetchall())
     if ids:
-        from tokens.services.alerts.delivery import deliver
+        from tokens.services.alerts.delivery import deliver_soon
 
-        transaction.on_commit(lambda: deliver(ids), robust=True)
+        transaction.on_commit(lambda: deliver_soon(ids), robust=True)
     return ids
