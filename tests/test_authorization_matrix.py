@@ -237,6 +237,19 @@ def world(org, other_org, admin_user, member, other_admin_user) -> World:
     )
 
 
+def _enterprise_request_of_someone_else() -> EnterpriseAccountRequest:
+    requester = UserFactory(organization=None, email="ceo@initech.example")
+    return EnterpriseAccountRequest.objects.create(
+        requested_by=requester,
+        organization_name="Initech",
+        billing_address="1 Initech Way",
+        user_emails=["ceo@initech.example", "dev@initech.example"],
+        admin_emails=["ceo@initech.example"],
+        inference_tokens=2_000_000,
+        embedding_tokens=2_000_000,
+    )
+
+
 # --- the table ------------------------------------------------------------------------
 
 ROUTES: dict[str, Route] = {
@@ -424,6 +437,21 @@ ROUTES: dict[str, Route] = {
             "inference_tokens": "2000000",
             "embedding_tokens": "2000000",
         },
+        superuser_org=False,
+    ),
+    # Withdrawing a pending request: only its requester (the world's requests belong
+    # to other people, so everyone here gets a 404; tests/tokens/test_withdrawal.py
+    # proves the requester's own withdrawal).
+    "tokens:request_withdraw": Route(
+        get=signed_in(SIGN_IN, NOT_ALLOWED),
+        post=signed_in(SIGN_IN, NOT_FOUND),
+        kwargs=lambda w: {"pk": w.token_request.pk},
+        superuser_org=False,
+    ),
+    "tokens:enterprise_request_withdraw": Route(
+        get=signed_in(SIGN_IN, NOT_ALLOWED),
+        post=signed_in(SIGN_IN, NOT_FOUND),
+        kwargs=lambda w: {"pk": _enterprise_request_of_someone_else().pk},
         superuser_org=False,
     ),
     # -- Management → User Management --------------------------------------------------

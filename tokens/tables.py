@@ -335,7 +335,7 @@ class TokenRequestTable(KnownSortTable):
                 "{} {}", _("Approved"), intcomma(record.approved_amount)
             )
         else:
-            headline = _("Denied")
+            headline = record.get_status_display()  # Denied, or Withdrawn
         when = (
             date_format(localtime(record.decided_at), "Y-m-d H:i")
             if record.decided_at

@@ -4,7 +4,7 @@ Management pages of the admin panel."""
 from django.urls import path, re_path
 
 from tokens import api
-from tokens.views import distribution, enterprise, me, requests, users
+from tokens.views import distribution, enterprise, me, requests, users, withdrawal
 
 app_name = "tokens"
 
@@ -24,6 +24,16 @@ urlpatterns = [
     path("me/", me.MeView.as_view(), name="me"),
     path(
         "enterprise/request/", enterprise.enterprise_request, name="enterprise_request"
+    ),
+    path(
+        "enterprise/request/<int:pk>/withdraw/",
+        withdrawal.enterprise_request_withdraw_view,
+        name="enterprise_request_withdraw",
+    ),
+    path(
+        "me/requests/<int:pk>/withdraw/",
+        withdrawal.token_request_withdraw_view,
+        name="request_withdraw",
     ),
     # Management → User Management (docs/product.md, User Management)
     path("panel/users/", users.UserListView.as_view(), name="user_list"),
