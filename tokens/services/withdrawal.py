@@ -31,13 +31,18 @@ def _ensure_requester(actor: User | None, requester_id: int) -> None:
 
 def _not_pending(status_label: str) -> ValidationError:
     return ValidationError(
-        _("This request is already %(status)s: only a pending request can be withdrawn.")
+        _(
+            "This request is already %(status)s: only a pending request can be "
+            "withdrawn."
+        )
         % {"status": status_label.lower()},
         code="not_pending",
     )
 
 
-def token_request_withdraw(*, actor: User | None, request: TokenRequest) -> TokenRequest:
+def token_request_withdraw(
+    *, actor: User | None, request: TokenRequest
+) -> TokenRequest:
     """Withdraw the actor's own pending token request: it leaves the admins' queue
     and the member may ask again for that token type."""
     _ensure_requester(actor, request.user_id)
