@@ -25,6 +25,7 @@ from accounts.services import ensure_staff_permission
 from accounts.sessions import end_user_sessions_on_commit
 from tokens import locks
 from tokens.models import AllocationChange
+from tokens.services import sales_emails
 from tokens.services.allocations import (
     TYPES,
     apply_limits,
@@ -313,6 +314,9 @@ def enterprise_request_submit(
                 "embedding_tokens": embedding_tokens,
             },
         )
+        sales_emails.queue(
+            "new enterprise request", sales_emails.send_new_request, request.pk
+        )
     return request
 
 
@@ -437,6 +441,15 @@ def enterprise_request_activate(
         locked.save(
             update_fields=["status", "reviewed_by", "reviewed_at", "organization"]
         )
+        sales_emails.queue("activation", sales_emails.send_activated, locked.pk)
+        for user in users:
+            if user.pk != requester.pk:
+                sales_emails.queue(
+                    "member added",
+                    sales_emails.send_member_added,
+                    user.pk,
+                    organization.pk,
+                )
     request.status, request.organization = locked.status, organization
     return organization
 
@@ -471,6 +484,7 @@ def enterprise_request_reject(
             after={"status": RequestStatus.REJECTED, "reason": reason},
             message=reason,
         )
+        sales_emails.queue("rejection", sales_emails.send_rejected, locked.pk)
     request.status = locked.status
     return locked
 
@@ -570,6 +584,9 @@ def organization_add_member(
             audit_event=event,
             actor=actor,
             note=_("Added to the organization."),
+        )
+        sales_emails.queue(
+            "member added", sales_emails.send_member_added, locked.pk, org.pk
         )
     user.organization, user.role, user.is_paid = org, role, True
     return changes
