@@ -88,7 +88,7 @@ def register(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        _user, newly = services.user_verify_email(token=token)
+        user, newly = services.user_verify_email(token=token)
     except ValidationError as error:
         return render(
             request,
@@ -98,6 +98,16 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
         )
     if newly:
         messages.success(request, _("Thank you: your email address is verified."))
+        if user.organization_id is None:
+            # The way in (docs/product.md, Sales flow): /me/ shows the call to action.
+            messages.info(
+                request,
+                _(
+                    "Next: request an Enterprise Account for your organization from "
+                    "your account page, or ask sales staff to add you to your "
+                    "organization's existing one."
+                ),
+            )
     else:
         messages.info(request, _("This link was already used: your email is verified."))
     return redirect("home")
