@@ -1173,7 +1173,11 @@ def test_activating_an_organization_records_it_its_purchase_and_each_share(
     since = last_id()
     response = sales_client.post(
         admin_url("accounts_enterpriseaccountrequest_changelist"),
-        {"action": "activate_requests", "_selected_action": [pending.pk]},
+        {
+            "action": "activate_requests",
+            "_selected_action": [pending.pk],
+            "apply": "1",
+        },
         **web("activate"),
     )
     assert response.status_code == 302

@@ -830,6 +830,23 @@ STAFF_PAGES = [
         lambda w: reverse("admin:accounts_servicekey_add"),
         False,
     ),
+    # A request's Activate…/Reject… confirmation pages (GET shows, changes nothing).
+    (
+        "enterprise-request-activate",
+        lambda w: reverse(
+            "admin:accounts_enterpriseaccountrequest_activate",
+            args=[_enterprise_request_of_someone_else().pk],
+        ),
+        True,
+    ),
+    (
+        "enterprise-request-reject",
+        lambda w: reverse(
+            "admin:accounts_enterpriseaccountrequest_reject",
+            args=[_enterprise_request_of_someone_else().pk],
+        ),
+        True,
+    ),
 ]
 
 
@@ -841,8 +858,9 @@ STAFF_PAGES = [
 )
 def test_staff_site_pages(request, world, persona, page, url_of, sales_allowed):
     client = request.getfixturevalue(f"{persona}_client")
+    url = url_of(world)
     before = snapshot()
-    response = client.get(url_of(world))
+    response = client.get(url)
     expected = staff_expect(persona, sales_allowed=sales_allowed)
     assert response.status_code == expected, (page, persona)
     if expected == 302:
