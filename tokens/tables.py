@@ -116,8 +116,19 @@ class UserTable(KnownSortTable):
     total_usage = NumberColumn(
         verbose_name=_("Total Usage"), order_by=("total_usage", "email")
     )
-    last_active_at = tables.DateTimeColumn(
-        verbose_name=_("Last active"), format="Y-m-d H:i", default="—"
+    last_active_at = tables.DateColumn(
+        accessor="last_active",
+        verbose_name=_("Last active"),
+        format="DATE_FORMAT",
+        default="—",
+        attrs={
+            "th": {
+                "title": _(
+                    "The later of the last day with usage (through the gateway) and "
+                    "the last sign-in to this console, in UTC."
+                )
+            }
+        },
     )
 
     class Meta:
@@ -159,7 +170,7 @@ class UserTable(KnownSortTable):
         return _nulls_low(queryset, "email_verified_at", is_descending), True
 
     def order_last_active_at(self, queryset, is_descending):
-        return _nulls_low(queryset, "last_active_at", is_descending), True
+        return _nulls_low(queryset, "last_active", is_descending), True
 
     def render_name(self, record):
         url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query
@@ -227,7 +238,7 @@ class TokenRequestTable(KnownSortTable):
     )
     limit_at_request = NumberColumn(verbose_name=_("Current Tokens"))
     status = tables.Column(verbose_name=_("Status"))
-    created_at = tables.DateTimeColumn(verbose_name=_("Date"), format="Y-m-d H:i")
+    created_at = tables.DateTimeColumn(verbose_name=_("Date"), format="DATETIME_FORMAT")
     actions = tables.Column(
         verbose_name=_("Actions"),
         accessor="pk",
@@ -337,7 +348,7 @@ class TokenRequestTable(KnownSortTable):
         else:
             headline = record.get_status_display()  # Denied, or Withdrawn
         when = (
-            date_format(localtime(record.decided_at), "Y-m-d H:i")
+            date_format(localtime(record.decided_at), "DATETIME_FORMAT")
             if record.decided_at
             else ""
         )

@@ -38,8 +38,8 @@ def period_label(period: StatsPeriod) -> str:
     if period.is_whole_month:
         return date_format(period.start, "F Y")
     return _("%(start)s – %(end)s") % {
-        "start": date_format(period.start, "j M Y"),
-        "end": date_format(period.end, "j M Y"),
+        "start": date_format(period.start, "DATE_FORMAT"),
+        "end": date_format(period.end, "DATE_FORMAT"),
     }
 
 
