@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from accounts import admin as accounts_admin
 from accounts.forms import CanonicalEmailField
 from accounts.models import EnterpriseAccountRequest, Organization, User
+from asksage_admin.lib.forms import TokenAmountField
 from tokens import staff_decisions as decisions
 from tokens.models import (
     AIModel,
@@ -95,6 +96,14 @@ class PurchaseAddForm(forms.ModelForm):
     """Adding a purchase: the service's rules (lots, dates) are checked by running
     ``purchase_record`` in a savepoint that is rolled back, so its messages show on
     the form; ``PurchaseAdmin.save_model`` then records it for real."""
+
+    # The one number input convention (asksage_admin/lib/forms.py): "2,000,000".
+    inference_tokens = TokenAmountField(
+        label=gettext_lazy("Inference tokens"), initial=0
+    )
+    embedding_tokens = TokenAmountField(
+        label=gettext_lazy("Embedding tokens"), initial=0
+    )
 
     class Meta:
         model = Purchase
