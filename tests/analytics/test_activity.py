@@ -156,7 +156,9 @@ def test_usage_filters(admin_client, usage, params, count):
 def test_bad_filter_shows_message_not_500(admin_client, usage):
     response = admin_client.get(PAGE, {"date_from": "yesterday"})
     assert response.status_code == 200
-    assert "Enter a valid date" in response.content.decode()
+    assert "Enter a date as YYYY-MM-DD, such as 2026-12-31." in (
+        response.content.decode()
+    )
     assert rows(response) == []
 
 
