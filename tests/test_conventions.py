@@ -136,3 +136,13 @@ def test_a_prefilled_limit_shows_separators(admin_client, org):
         reverse("tokens:user_limit_edit", args=[user.pk, "inference"])
     ).content.decode()
     assert 'value="800,000"' in page
+
+
+def test_durations_are_said_in_words():
+    from asksage_admin.lib.durations import human_duration
+
+    assert human_duration(dt.timedelta(minutes=15)) == "15 minutes"
+    assert human_duration(dt.timedelta(minutes=1)) == "1 minute"
+    assert human_duration(dt.timedelta(hours=1, minutes=30)) == "1 hour 30 minutes"
+    assert human_duration(dt.timedelta(days=2, hours=3, minutes=5)) == "2 days 3 hours"
+    assert human_duration(None) == ""
