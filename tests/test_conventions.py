@@ -146,3 +146,18 @@ def test_durations_are_said_in_words():
     assert human_duration(dt.timedelta(hours=1, minutes=30)) == "1 hour 30 minutes"
     assert human_duration(dt.timedelta(days=2, hours=3, minutes=5)) == "2 days 3 hours"
     assert human_duration(None) == ""
+
+
+def test_counted_messages_agree_with_their_number(admin_client, org):
+    """ "Ban 1 user?", not "Ban 1 users?" (ngettext wherever a count is said)."""
+    from django.urls import reverse
+
+    from tests.factories import UserFactory, fund
+
+    fund(org)
+    ava = UserFactory(organization=org, email="ava@acme.example")
+    page = admin_client.post(
+        reverse("tokens:user_bulk"), {"action": "ban", "pk": [ava.pk]}
+    ).content.decode()
+    assert "Ban 1 user?" in page
+    assert "1 users" not in page

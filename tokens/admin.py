@@ -336,7 +336,11 @@ class EnterpriseAccountRequestAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     format_html(
-                        _("Activated {name}: organization created with {n} users."),
+                        ngettext(
+                            "Activated {name}: organization created with {n} user.",
+                            "Activated {name}: organization created with {n} users.",
+                            len(enterprise.user_emails),
+                        ),
                         name=format_html(
                             '<a href="{}">{}</a>',
                             reverse(
@@ -579,7 +583,9 @@ class OrganizationAdmin(accounts_admin.OrganizationAdmin):
             '<a href="{}?organization__id__exact={}">{}</a>',
             url,
             obj.pk,
-            _("%(n)d members") % {"n": obj.members.count()},
+            (lambda n: ngettext("%(n)d member", "%(n)d members", n) % {"n": n})(
+                obj.members.count()
+            ),
         )
 
     def get_urls(self):
@@ -684,9 +690,12 @@ class UserAdmin(accounts_admin.UserAdmin):
             if removed:
                 self.message_user(
                     request,
-                    _(
+                    ngettext(
+                        "Removed %(n)d user from their organization; their tokens "
+                        "went back to the pool.",
                         "Removed %(n)d users from their organization; their tokens "
-                        "went back to the pool."
+                        "went back to the pool.",
+                        removed,
                     )
                     % {"n": removed},
                     messages.SUCCESS,

@@ -320,6 +320,7 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
     """What a bulk action would do, for its confirmation page (nothing changes)."""
     from django.conf import settings
     from django.utils.translation import gettext as _
+    from django.utils.translation import ngettext
 
     n = len(users)
     action = data["action"]
@@ -340,13 +341,20 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
         floor = settings.DISABLED_USER_TOKENS
         freed = {t: sum(max(0, current(u, t) - floor) for u in targets) for t in TYPES}
         return BulkEffect(
-            title=_("Deactivate %(n)d users?") % {"n": n},
-            summary=_(
+            title=ngettext("Deactivate %(n)d user?", "Deactivate %(n)d users?", n)
+            % {"n": n},
+            summary=ngettext(
+                "%(n)d paid user will be deactivated: their limits drop to %(floor)s "
+                "tokens per type.",
                 "%(n)d paid users will be deactivated: their limits drop to %(floor)s "
-                "tokens per type."
+                "tokens per type.",
+                len(targets),
             )
             % {"n": len(targets), "floor": fmt(floor)},
-            button=_("Deactivate %(n)d users") % {"n": len(targets)},
+            button=ngettext(
+                "Deactivate %(n)d user", "Deactivate %(n)d users", len(targets)
+            )
+            % {"n": len(targets)},
             destructive=True,
             pool_lines=tuple(
                 _("%(n)s %(type)s tokens return to the pool.")
@@ -365,13 +373,20 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
             if need[t] > summary[t].unallocated
         ]
         return BulkEffect(
-            title=_("Reactivate %(n)d users?") % {"n": n},
-            summary=_(
+            title=ngettext("Reactivate %(n)d user?", "Reactivate %(n)d users?", n)
+            % {"n": n},
+            summary=ngettext(
+                "%(n)d unpaid user will be reactivated with at least %(min)s tokens "
+                "per type.",
                 "%(n)d unpaid users will be reactivated with at least %(min)s tokens "
-                "per type."
+                "per type.",
+                len(targets),
             )
             % {"n": len(targets), "min": fmt(minimum)},
-            button=_("Reactivate %(n)d users") % {"n": len(targets)},
+            button=ngettext(
+                "Reactivate %(n)d user", "Reactivate %(n)d users", len(targets)
+            )
+            % {"n": len(targets)},
             pool_lines=tuple(
                 _("Needs %(need)s of %(free)s unallocated %(type)s tokens.")
                 % {"need": fmt(need[t]), "free": fmt(summary[t].unallocated), "type": t}
@@ -386,18 +401,33 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
         ban = action == "ban"
         targets = [u for u in users if u.is_banned != ban]
         return BulkEffect(
-            title=(_("Ban %(n)d users?") if ban else _("Unban %(n)d users?"))
+            title=(
+                ngettext("Ban %(n)d user?", "Ban %(n)d users?", n)
+                if ban
+                else ngettext("Unban %(n)d user?", "Unban %(n)d users?", n)
+            )
             % {"n": n},
             summary=(
-                _(
+                ngettext(
+                    "%(n)d user will be banned: they cannot sign in and the gateway "
+                    "refuses them.",
                     "%(n)d users will be banned: they cannot sign in and the gateway "
-                    "refuses them."
+                    "refuses them.",
+                    len(targets),
                 )
                 if ban
-                else _("%(n)d users will be unbanned.")
+                else ngettext(
+                    "%(n)d user will be unbanned.",
+                    "%(n)d users will be unbanned.",
+                    len(targets),
+                )
             )
             % {"n": len(targets)},
-            button=(_("Ban %(n)d users") if ban else _("Unban %(n)d users"))
+            button=(
+                ngettext("Ban %(n)d user", "Ban %(n)d users", len(targets))
+                if ban
+                else ngettext("Unban %(n)d user", "Unban %(n)d users", len(targets))
+            )
             % {"n": len(targets)},
             destructive=ban,
         )
@@ -405,11 +435,15 @@ def bulk_effect(org: Organization, users: list[User], data: dict) -> BulkEffect:
     net = sum(limit - current(u, t) for u in users)
     free = summary[t].unallocated
     return BulkEffect(
-        title=_("Set the %(type)s limit of %(n)d users to %(limit)s?")
+        title=ngettext(
+            "Set the %(type)s limit of %(n)d user to %(limit)s?",
+            "Set the %(type)s limit of %(n)d users to %(limit)s?",
+            n,
+        )
         % {"type": t, "n": n, "limit": fmt(limit)},
         summary=_("Every selected user's max %(type)s tokens becomes %(limit)s.")
         % {"type": t, "limit": fmt(limit)},
-        button=_("Set %(n)d limits") % {"n": n},
+        button=ngettext("Set %(n)d limit", "Set %(n)d limits", n) % {"n": n},
         pool_lines=(
             _(
                 "Net change to allocated %(type)s tokens: %(net)s; unallocated now "

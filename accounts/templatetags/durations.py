@@ -1,4 +1,4 @@
-"""``{{ delta|human_duration }}``: a timedelta in words (asksage_admin/lib/durations.py)."""
+"""``{{ delta|human_duration }}``: a timedelta in words (lib/durations.py)."""
 
 from django import template
 

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -132,7 +133,8 @@ class StatisticsView(StatisticsMixin, TemplateView):
         purchased_note = (
             _("pool of %(month)s") % {"month": date_format(months[0], "F Y")}
             if len(months) == 1
-            else _("pools of %(n)d months") % {"n": len(months)}
+            else ngettext("pools of %(n)d month", "pools of %(n)d months", len(months))
+            % {"n": len(months)}
         )
         return [
             {

@@ -481,7 +481,7 @@ def test_revoke_action_revokes_the_key(superuser_client):
     response = run_action(
         superuser_client, "accounts_servicekey_changelist", "revoke_keys", [key.pk]
     )
-    assert "Revoked 1 keys." in messages_of(response)
+    assert "Revoked 1 key." in messages_of(response)
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert AuditEvent.objects.filter(action=Action.SERVICE_KEY_REVOKED).count() == 1
@@ -581,7 +581,7 @@ def test_remove_member_asks_for_confirmation_then_returns_the_tokens(
         follow=True,
     )
 
-    assert any("Removed 1 users" in m for m in messages_of(response))
+    assert any("Removed 1 user from" in m for m in messages_of(response))
     leaver.refresh_from_db()
     assert leaver.organization is None
     assert selectors.allocated(funded_org) == {"inference": 0, "embedding": 0}

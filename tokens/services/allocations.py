@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts import audit
 from accounts.models import AuditEvent, Organization, User
@@ -567,10 +568,14 @@ def allocations_bulk_set_limit(
             paid = [u for u in locked if u.is_paid and not u.is_banned]
             if paid:
                 raise ValidationError(
-                    _(
+                    ngettext(
+                        "%(n)d of these users is paid and needs at least %(min)s "
+                        "tokens (the platform minimum). Confirm explicitly to set a "
+                        "lower limit.",
                         "%(n)d of these users are paid and need at least %(min)s "
                         "tokens (the platform minimum). Confirm explicitly to set a "
-                        "lower limit."
+                        "lower limit.",
+                        len(paid),
                     )
                     % {"n": len(paid), "min": fmt(settings.MIN_USER_TOKENS)},
                     code="below_minimum",
@@ -580,10 +585,14 @@ def allocations_bulk_set_limit(
         available = unallocated(organization, token_type)
         if net > available:
             raise ValidationError(
-                _(
+                ngettext(
+                    "Setting %(n)d user to %(limit)s %(type)s tokens needs %(net)s "
+                    "more, but only %(available)s are unallocated: %(short)s short. "
+                    "Nothing was changed.",
                     "Setting %(n)d users to %(limit)s %(type)s tokens needs %(net)s "
                     "more, but only %(available)s are unallocated: %(short)s short. "
-                    "Nothing was changed."
+                    "Nothing was changed.",
+                    len(locked),
                 )
                 % {
                     "n": len(locked),
