@@ -12,6 +12,7 @@ admin.site.index_title = "Sales and operations"
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/", include("accounts.urls")),
     path(
         "panel/",
