@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import (
     HttpRequest,
@@ -5,6 +6,7 @@ from django.http import (
     HttpResponseServerError,
     JsonResponse,
 )
+from django.shortcuts import render
 from django.template import loader
 from django.templatetags.static import static
 from django.views.decorators.cache import cache_control, never_cache
@@ -41,3 +43,16 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
     redirect to the static icon (whose own URL is cached for a year by WhiteNoise),
     itself cached for a day. Not permanent, so a new icon is seen within a day."""
     return HttpResponseRedirect(static("favicon.ico"))
+
+
+@require_GET
+def terms(request: HttpRequest):
+    """The terms of service (public), accepted at registration."""
+    return render(
+        request,
+        "site/terms.html",
+        {
+            "TOKEN_LOT": settings.TOKEN_LOT,
+            "MIN_USER_TOKENS": settings.MIN_USER_TOKENS,
+        },
+    )

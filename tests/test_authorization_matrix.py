@@ -276,6 +276,7 @@ ROUTES: dict[str, Route] = {
     ),
     "healthz": Route(get=each(OK), post=each(NOT_ALLOWED), superuser_org=False),
     "favicon": Route(get=each(REDIRECT), post=each(NOT_ALLOWED), superuser_org=False),
+    "terms": Route(get=each(OK), post=each(NOT_ALLOWED), superuser_org=False),
     # /panel/ only forwards to User Management, which applies the gate.
     "panel": Route(
         get=each(Expect(302, location=reverse("tokens:user_list"))),

@@ -139,6 +139,7 @@ EXCLUDED = {
     "panel": "redirects to User Management; reads no input",
     "healthz": "reads no input",
     "favicon": "a redirect to a static file; reads no input",
+    "terms": "a static page; reads no input",
     "accounts:logout": "ends the session (its own tests); no fields",
     "accounts:verify_email": "the signed token is the whole input: bad tokens are "
     "tested in tests/accounts/test_registration.py",

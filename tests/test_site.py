@@ -102,3 +102,20 @@ def test_favicon_is_served_and_cached(client):
     assert "max-age=86400" in response["Cache-Control"]
     icon = pathlib.Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
     assert icon.read_bytes()[:4] == b"\x00\x00\x01\x00"  # an ICO header
+
+
+def test_the_terms_are_a_page_linked_from_registration_and_every_footer(
+    client, member_client
+):
+    from django.urls import reverse
+
+    terms = reverse("terms")
+    page = client.get(terms)
+    assert page.status_code == 200
+    assert "Terms of service" in page.content.decode()
+    assert "2,000,000 tokens" in page.content.decode()  # TOKEN_LOT, from settings
+    assert (
+        f'href="{terms}"' in client.get(reverse("accounts:register")).content.decode()
+    )
+    assert f'href="{terms}"' in client.get(reverse("accounts:login")).content.decode()
+    assert f'href="{terms}"' in member_client.get(reverse("tokens:me")).content.decode()
