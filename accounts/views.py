@@ -1,6 +1,7 @@
 from urllib.parse import urlencode
 
 import segno
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -210,6 +211,10 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         services.user_password_reset_requested(email=form.cleaned_data["email"])
+        # Absolute links in e-mails come from SITE_URL, never from the request's
+        # Host (docs/operations.md, Configuration): the same base as every other
+        # e-mail, and a forged Host header cannot redirect the reset link.
+        self.extra_email_context = {"SITE_URL": settings.SITE_URL}
         return super().form_valid(form)
 
 
