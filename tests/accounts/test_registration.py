@@ -252,6 +252,7 @@ def test_every_emailed_link_is_built_from_site_url(
     (reset,) = mail.outbox
     assert "https://accounts.example.org/accounts/password-reset/" in reset.body
     assert "127.0.0.1:8123" not in reset.body
-    assert "https://accounts.example.org/accounts/password-reset/" in (
-        reset.alternatives[0][0]
+    assert (
+        "https://accounts.example.org/accounts/password-reset/"
+        in (reset.alternatives[0][0])
     )
