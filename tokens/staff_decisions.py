@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import EnterpriseAccountRequest
 from tokens.services.activation import (
@@ -27,8 +28,8 @@ TEMPLATES = {
     "reject_requests": "admin/tokens/reject_requests.html",
 }
 TITLES = {
-    "activate_requests": _("Activate enterprise account requests"),
-    "reject_requests": _("Reject enterprise account requests"),
+    "activate_requests": gettext_lazy("Activate enterprise account requests"),
+    "reject_requests": gettext_lazy("Reject enterprise account requests"),
 }
 
 
