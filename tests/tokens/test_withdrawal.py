@@ -196,3 +196,13 @@ def test_a_rejected_enterprise_request_cannot_be_withdrawn(enterprise):
     )
     assert "only a pending request can be withdrawn" in response.content.decode()
     assert events(Action.ORG_REQUEST_WITHDRAWN) == []
+
+
+def test_the_queue_counts_and_lists_withdrawn_requests(asker, pending, admin_client):
+    token_request_withdraw(actor=asker, request=pending)
+    queue = reverse("tokens:request_list")
+    page = admin_client.get(queue).content.decode()
+    assert "0 pending · 0 approved · 0 denied · 1 withdrawn" in page
+    everything = admin_client.get(queue, {"status": "all"})
+    assert everything.context["counts"]["all"] == 1
+    assert "Withdrawn" in everything.content.decode()
