@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEMO_ENV := DEMO_MODE=true
+# Links in e-mails and the sign-in address printed by seed_demo follow HOST and PORT.
+DEMO_ENV = DEMO_MODE=true SITE_URL=http://$(HOST):$(PORT)
 
 .PHONY: run test test-fast lint fmt venv clean migrate seed bench litellm-venv
 

@@ -4,6 +4,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts import services
 from accounts.models import AuditEvent, Organization, ServiceKey, User
@@ -103,8 +104,11 @@ class UserAdmin(BaseUserAdmin):
             return
         for user in queryset:
             services.mfa_reset(user=user, actor=request.user)
+        count = queryset.count()
         self.message_user(
-            request, _("MFA reset for %(n)d users.") % {"n": queryset.count()}
+            request,
+            ngettext("MFA reset for %(n)d user.", "MFA reset for %(n)d users.", count)
+            % {"n": count},
         )
 
 
@@ -214,5 +218,8 @@ class ServiceKeyAdmin(admin.ModelAdmin):
                 revoked += 1
         if revoked:
             self.message_user(
-                request, _("Revoked %(n)d keys.") % {"n": revoked}, messages.SUCCESS
+                request,
+                ngettext("Revoked %(n)d key.", "Revoked %(n)d keys.", revoked)
+                % {"n": revoked},
+                messages.SUCCESS,
             )

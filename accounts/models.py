@@ -198,6 +198,10 @@ class AuditEvent(models.Model):
             "organization.request_rejected",
             _("Enterprise request rejected"),
         )
+        ORG_REQUEST_WITHDRAWN = (
+            "organization.request_withdrawn",
+            _("Enterprise request withdrawn"),
+        )
         MEMBER_ADDED = "organization.member_added", _("Member added")
         MEMBER_REMOVED = "organization.member_removed", _("Member removed")
         DATA_EXPORTED = "data.exported", _("Data exported")
@@ -209,6 +213,7 @@ class AuditEvent(models.Model):
         REQUEST_SUBMITTED = "token_request.submitted", _("Token request submitted")
         REQUEST_APPROVED = "token_request.approved", _("Token request approved")
         REQUEST_DENIED = "token_request.denied", _("Token request denied")
+        REQUEST_WITHDRAWN = "token_request.withdrawn", _("Token request withdrawn")
         AUTO_APPROVAL_CHANGED = (
             "token_request.auto_approval_changed",
             _("Auto-approval rule changed"),
@@ -265,6 +270,7 @@ class EnterpriseAccountRequest(models.Model):
         PENDING = "pending", _("Pending")
         ACTIVATED = "activated", _("Activated")
         REJECTED = "rejected", _("Rejected")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
 
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"

@@ -13,6 +13,7 @@ change or written. The rules:
 - Staff-site actions (purchases, enterprise requests, members, service keys): staff
   holding the permission (the Sales group's are in tokens migration 0002).
 - Superuser-only actions (an MFA reset): nobody else.
+- Withdrawing a request: only the person who made it.
 """
 
 from django.utils.translation import gettext as _
@@ -57,3 +58,12 @@ def access_superuser_action(actor: User | None) -> None:
     if _system_or_superuser(actor):
         return
     raise NotPermitted(_("Only superusers can reset MFA."))
+
+
+def access_own_request(actor: User | None, requester_id: int) -> None:
+    """Withdrawing a request (a token request, an enterprise account request): it
+    speaks for the requester, so only they may, not their admins, staff or the
+    system."""
+    if actor is not None and actor.pk == requester_id:
+        return
+    raise NotPermitted(_("Only the person who made a request can withdraw it."))

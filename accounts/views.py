@@ -1,6 +1,7 @@
 from urllib.parse import urlencode
 
 import segno
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -88,7 +89,7 @@ def register(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        _user, newly = services.user_verify_email(token=token)
+        user, newly = services.user_verify_email(token=token)
     except ValidationError as error:
         return render(
             request,
@@ -98,6 +99,16 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
         )
     if newly:
         messages.success(request, _("Thank you: your email address is verified."))
+        if user.organization_id is None:
+            # The way in (docs/product.md, Sales flow): /me/ shows the call to action.
+            messages.info(
+                request,
+                _(
+                    "Next: request an Enterprise Account for your organization from "
+                    "your account page, or ask sales staff to add you to your "
+                    "organization's existing one."
+                ),
+            )
     else:
         messages.info(request, _("This link was already used: your email is verified."))
     return redirect("home")
@@ -200,6 +211,10 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         services.user_password_reset_requested(email=form.cleaned_data["email"])
+        # Absolute links in e-mails come from SITE_URL, never from the request's
+        # Host (docs/operations.md, Configuration): the same base as every other
+        # e-mail, and a forged Host header cannot redirect the reset link.
+        self.extra_email_context = {"SITE_URL": settings.SITE_URL}
         return super().form_valid(form)
 
 

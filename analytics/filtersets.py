@@ -1,9 +1,10 @@
 import django_filters
 from django import forms
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import AuditEvent
-from tokens.models import TokenType, UsageEvent
+from tokens.models import AIModel, TokenType, UsageEvent
 
 DATE = forms.DateInput(attrs={"type": "date"})
 
@@ -19,7 +20,9 @@ class UsageEventFilterSet(django_filters.FilterSet):
         widget=forms.TextInput(attrs={"placeholder": _("user@example.com")}),
     )
     model = django_filters.CharFilter(
-        field_name="model__key", lookup_expr="exact", label=_("Model key")
+        method="model_key_or_name",
+        label=_("Model"),
+        widget=forms.TextInput(attrs={"placeholder": _("key or name, e.g. GPT-4o")}),
     )
     token_type = django_filters.ChoiceFilter(
         choices=TokenType.choices, label=_("Type"), empty_label=_("Any")
@@ -34,6 +37,13 @@ class UsageEventFilterSet(django_filters.FilterSet):
     class Meta:
         model = UsageEvent
         fields = ["user", "model", "token_type", "date_from", "date_to"]
+
+    def model_key_or_name(self, queryset, name, value):
+        """The model's key or display name, in any case ("GPT-4o" finds gpt-4o):
+        the few models are looked up first, so the events keep their index."""
+        text = value.strip()
+        ids = AIModel.objects.filter(Q(key__iexact=text) | Q(name__iexact=text))
+        return queryset.filter(model_id__in=list(ids.values_list("pk", flat=True)))
 
 
 class AuditEventFilterSet(django_filters.FilterSet):

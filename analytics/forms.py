@@ -35,6 +35,11 @@ class PeriodForm(forms.Form):
             (RANGE, _("Date range")),
         ],
         widget=forms.Select(attrs={"data-period-mode": ""}),
+        error_messages={
+            "invalid_choice": _(
+                "Choose the period: this month, a month or a date range."
+            )
+        },
     )
     month = forms.CharField(
         label=_("Month"),

@@ -170,6 +170,8 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Enterprise Account")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# One date and time format everywhere (asksage_admin/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["asksage_admin.formats"]
 USE_I18N = True
 USE_TZ = True
 

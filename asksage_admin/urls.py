@@ -12,6 +12,8 @@ admin.site.index_title = "Sales and operations"
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("terms/", views.terms, name="terms"),
     path("accounts/", include("accounts.urls")),
     path(
         "panel/",

@@ -1,7 +1,15 @@
+from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponseServerError, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponseRedirect,
+    HttpResponseServerError,
+    JsonResponse,
+)
+from django.shortcuts import render
 from django.template import loader
-from django.views.decorators.cache import never_cache
+from django.templatetags.static import static
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
 
@@ -26,3 +34,25 @@ def server_error(request: HttpRequest):
             status=500,
         )
     return HttpResponseServerError(loader.get_template("500.html").render())
+
+
+@cache_control(max_age=86_400, public=True)
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """/favicon.ico, which browsers and tools ask for whatever the page says: a
+    redirect to the static icon (whose own URL is cached for a year by WhiteNoise),
+    itself cached for a day. Not permanent, so a new icon is seen within a day."""
+    return HttpResponseRedirect(static("favicon.ico"))
+
+
+@require_GET
+def terms(request: HttpRequest):
+    """The terms of service (public), accepted at registration."""
+    return render(
+        request,
+        "site/terms.html",
+        {
+            "TOKEN_LOT": settings.TOKEN_LOT,
+            "MIN_USER_TOKENS": settings.MIN_USER_TOKENS,
+        },
+    )

@@ -852,6 +852,33 @@ def test_a_member_submitting_a_request_is_recorded(org, team):
     assert_only(since, {Action.REQUEST_SUBMITTED: 1})
 
 
+def test_a_member_withdrawing_their_request_is_recorded(org, team):
+    ava = team["ava"]
+    token_request = token_request_submit(
+        user=ava, token_type="inference", amount=100_000, reason="Quarter end"
+    )
+    client = sign_in(ava)
+    since = last_id()
+    response = client.post(
+        reverse("tokens:request_withdraw", kwargs={"pk": token_request.pk}),
+        **web("request-withdraw"),
+    )
+    assert response.status_code == 302
+    event = one_new_event(Action.REQUEST_WITHDRAWN, since)
+    assert_event(
+        event,
+        actor=ava,
+        organization=org,
+        target=token_request,
+        request_id="request-withdraw",
+    )
+    assert (event.before, event.after) == (
+        {"status": "pending"},
+        {"status": "withdrawn"},
+    )
+    assert_only(since, {Action.REQUEST_WITHDRAWN: 1})
+
+
 def test_approving_a_request_records_the_decision_and_the_limit_once(
     admin_client, admin_user, org, team
 ):
@@ -1176,7 +1203,11 @@ def test_activating_an_organization_records_it_its_purchase_and_each_share(
     since = last_id()
     response = sales_client.post(
         admin_url("accounts_enterpriseaccountrequest_changelist"),
-        {"action": "activate_requests", "_selected_action": [pending.pk]},
+        {
+            "action": "activate_requests",
+            "_selected_action": [pending.pk],
+            "apply": "1",
+        },
         **web("activate"),
     )
     assert response.status_code == 302
@@ -1250,6 +1281,26 @@ def test_rejecting_an_enterprise_request_is_recorded(sales_client, sales_user, p
     )
     assert event.after == {"status": "rejected", "reason": "Payment not received."}
     assert_only(since, {Action.ORG_REQUEST_REJECTED: 1})
+
+
+def test_withdrawing_an_enterprise_request_is_recorded(pending):
+    requester = pending.requested_by
+    client = sign_in(requester)
+    since = last_id()
+    client.post(
+        reverse("tokens:enterprise_request_withdraw", kwargs={"pk": pending.pk}),
+        **web("enterprise-withdraw"),
+    )
+    event = one_new_event(Action.ORG_REQUEST_WITHDRAWN, since)
+    assert_event(
+        event,
+        actor=requester,
+        organization=None,
+        target=pending,
+        request_id="enterprise-withdraw",
+    )
+    assert event.after == {"status": "withdrawn"}
+    assert_only(since, {Action.ORG_REQUEST_WITHDRAWN: 1})
 
 
 def test_a_purchase_added_on_the_staff_site_is_recorded_once(

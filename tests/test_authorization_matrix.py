@@ -238,6 +238,19 @@ def world(org, other_org, admin_user, member, other_admin_user) -> World:
     )
 
 
+def _enterprise_request_of_someone_else() -> EnterpriseAccountRequest:
+    requester = UserFactory(organization=None, email="ceo@initech.example")
+    return EnterpriseAccountRequest.objects.create(
+        requested_by=requester,
+        organization_name="Initech",
+        billing_address="1 Initech Way",
+        user_emails=["ceo@initech.example", "dev@initech.example"],
+        admin_emails=["ceo@initech.example"],
+        inference_tokens=2_000_000,
+        embedding_tokens=2_000_000,
+    )
+
+
 # --- the table ------------------------------------------------------------------------
 
 ROUTES: dict[str, Route] = {
@@ -263,6 +276,8 @@ ROUTES: dict[str, Route] = {
         superuser_org=False,
     ),
     "healthz": Route(get=each(OK), post=each(NOT_ALLOWED), superuser_org=False),
+    "favicon": Route(get=each(REDIRECT), post=each(NOT_ALLOWED), superuser_org=False),
+    "terms": Route(get=each(OK), post=each(NOT_ALLOWED), superuser_org=False),
     # /panel/ only forwards to User Management, which applies the gate.
     "panel": Route(
         get=each(Expect(302, location=reverse("tokens:user_list"))),
@@ -425,6 +440,21 @@ ROUTES: dict[str, Route] = {
             "inference_tokens": "2000000",
             "embedding_tokens": "2000000",
         },
+        superuser_org=False,
+    ),
+    # Withdrawing a pending request: only its requester (the world's requests belong
+    # to other people, so everyone here gets a 404; tests/tokens/test_withdrawal.py
+    # proves the requester's own withdrawal).
+    "tokens:request_withdraw": Route(
+        get=signed_in(SIGN_IN, NOT_ALLOWED),
+        post=signed_in(SIGN_IN, NOT_FOUND),
+        kwargs=lambda w: {"pk": w.token_request.pk},
+        superuser_org=False,
+    ),
+    "tokens:enterprise_request_withdraw": Route(
+        get=signed_in(SIGN_IN, NOT_ALLOWED),
+        post=signed_in(SIGN_IN, NOT_FOUND),
+        kwargs=lambda w: {"pk": _enterprise_request_of_someone_else().pk},
         superuser_org=False,
     ),
     # -- Management → User Management --------------------------------------------------
@@ -831,6 +861,23 @@ STAFF_PAGES = [
         lambda w: reverse("admin:accounts_servicekey_add"),
         False,
     ),
+    # A request's Activate…/Reject… confirmation pages (GET shows, changes nothing).
+    (
+        "enterprise-request-activate",
+        lambda w: reverse(
+            "admin:accounts_enterpriseaccountrequest_activate",
+            args=[_enterprise_request_of_someone_else().pk],
+        ),
+        True,
+    ),
+    (
+        "enterprise-request-reject",
+        lambda w: reverse(
+            "admin:accounts_enterpriseaccountrequest_reject",
+            args=[_enterprise_request_of_someone_else().pk],
+        ),
+        True,
+    ),
 ]
 
 
@@ -842,8 +889,9 @@ STAFF_PAGES = [
 )
 def test_staff_site_pages(request, world, persona, page, url_of, sales_allowed):
     client = request.getfixturevalue(f"{persona}_client")
+    url = url_of(world)
     before = snapshot()
-    response = client.get(url_of(world))
+    response = client.get(url)
     expected = staff_expect(persona, sales_allowed=sales_allowed)
     assert response.status_code == expected, (page, persona)
     if expected == 302:

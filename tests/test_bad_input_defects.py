@@ -208,13 +208,17 @@ def test_staff_forms_give_text_fields_a_maximum(world_org_admin_free):
         {"name": org.name, "billing_address": "x" * 501},
     )
     assert response.status_code == 200
-    assert "at most 500 characters (it has 501)" in response.content.decode()
+    assert "Keep this to 500 characters or fewer (it has 501)." in (
+        response.content.decode()
+    )
     response = client.post(
         reverse("admin:tokens_purchase_change", args=[purchase.pk]),
         {"comment": "x" * 2_001},
     )
     assert response.status_code == 200
-    assert "at most 2000 characters (it has 2001)" in response.content.decode()
+    assert "Keep this to 2000 characters or fewer (it has 2001)." in (
+        response.content.decode()
+    )
     purchase.refresh_from_db()
     assert purchase.comment != "x" * 2_001
     with pytest.raises(ValidationError) as caught:

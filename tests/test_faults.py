@@ -453,6 +453,7 @@ def test_an_activation_failing_after_the_organization_is_created_leaves_nothing(
                 "action": "activate_requests",
                 "_selected_action": [str(pending.pk)],
                 "index": 0,
+                "apply": "1",
             },
         )
     assert injector.fired

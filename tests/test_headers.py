@@ -71,6 +71,20 @@ def _pk(world) -> list[dict]:
 
 
 # For each URL with arguments: the argument sets to request it with.
+def _enterprise_request(requester):
+    from accounts.models import EnterpriseAccountRequest
+
+    return EnterpriseAccountRequest.objects.create(
+        requested_by=requester,
+        organization_name="Initech",
+        billing_address="1 Initech Way",
+        user_emails=["ceo@initech.example", "dev@initech.example"],
+        admin_emails=["ceo@initech.example"],
+        inference_tokens=2_000_000,
+        embedding_tokens=2_000_000,
+    )
+
+
 KWARGS: dict[str, Callable[[dict], list[dict]]] = {
     **{
         f"tokens:{name}": _pk
@@ -91,6 +105,10 @@ KWARGS: dict[str, Callable[[dict], list[dict]]] = {
     "tokens:distribution_override_remove": lambda w: [{"user_id": w["member"].pk}],
     "tokens:request_approve": lambda w: [{"pk": w["token_request"].pk}],
     "tokens:request_deny": lambda w: [{"pk": w["token_request"].pk}],
+    "tokens:request_withdraw": lambda w: [{"pk": w["token_request"].pk}],
+    "tokens:enterprise_request_withdraw": lambda w: [
+        {"pk": w["enterprise_request"].pk}
+    ],
     "tokens:api_hold_release": lambda w: [{"hold_id": uuid.uuid4()}],
     "analytics:activity_export": lambda w: [{"tab": "usage"}, {"tab": "audit"}],
     "accounts:verify_email": lambda w: [
@@ -106,7 +124,8 @@ KWARGS: dict[str, Callable[[dict], list[dict]]] = {
 def site_urls(world: dict) -> list[tuple[str, str]]:
     """(name, path) for every URL of the project, arguments filled from ``world``
     (``member``: a member of the admin's organization; ``token_request``: a pending
-    request of that member)."""
+    request of that member; ``enterprise_request``: a pending Enterprise Account
+    request)."""
     urls = []
     for name, route, arguments in url_patterns():
         if not arguments:
@@ -135,7 +154,12 @@ def world(org, admin_user, member):
         reason="Indexing the contract archive for the legal team.",
         limit_at_request=300_000,
     )
-    return {"member": member, "admin": admin_user, "token_request": token_request}
+    return {
+        "member": member,
+        "admin": admin_user,
+        "token_request": token_request,
+        "enterprise_request": _enterprise_request(member),
+    }
 
 
 # --- the checks -----------------------------------------------------------------------

@@ -141,6 +141,8 @@ EXCLUDED = {
     "home": "redirects by role; reads no input",
     "panel": "redirects to User Management; reads no input",
     "healthz": "reads no input",
+    "favicon": "a redirect to a static file; reads no input",
+    "terms": "a static page; reads no input",
     "accounts:logout": "ends the session (its own tests); no fields",
     "accounts:verify_email": "the signed token is the whole input: bad tokens are "
     "tested in tests/accounts/test_registration.py",
@@ -159,8 +161,24 @@ EXCLUDED = {
     "tokens:api_balance": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
     "tokens:api_hold_release": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
     "tokens:api_openapi": "a static document",
+    "tokens:request_withdraw": "one POST without fields (a button on /me/ beside a "
+    "pending request; tests/tokens/test_withdrawal.py)",
+    "tokens:enterprise_request_withdraw": "one POST without fields (a button beside "
+    "a pending request; tests/tokens/test_withdrawal.py)",
     "tokens:api_not_found": "JSON 404 for any path",
 }
+# Django's own wording, which must never reach a person: every field says what is
+# allowed in words of the product (docs/product.md, Numbers and dates).
+RAW_FRAMEWORK_TEXT = [
+    "Ensure this value",
+    "Ensure that there are no more than",
+    "9223372036854775807",
+    "Select a valid choice",
+    "is not one of the available choices",
+    "Enter a number.",
+    "Enter a valid date.",
+    "Enter a valid date/time.",
+]
 # Forms on a page that post elsewhere and are not the page's to fuzz.
 SKIP_ACTIONS = {"accounts:logout"}
 
@@ -268,8 +286,9 @@ def saved_state() -> tuple:
 
 
 class Prober:
-    def __init__(self, client):
+    def __init__(self, client, *, check_wording: bool = True):
         self.client = client
+        self.check_wording = check_wording
         self.client.raise_request_exception = False
         self.problems: list[str] = []
         self.sent = 0
@@ -290,6 +309,11 @@ class Prober:
             return None
         if response.status_code >= 500:
             self.problems.append(f"{what}: HTTP {response.status_code}")
+        elif self.check_wording and "html" in response.get("Content-Type", ""):
+            body = response.content.decode(errors="replace")
+            raw = [text for text in RAW_FRAMEWORK_TEXT if text in body]
+            if raw:
+                self.problems.append(f"{what}: framework wording {raw}")
         elif response.status_code >= 400 and saved_state() != before:
             self.problems.append(f"{what}: refused ({response.status_code}) but saved")
         return response

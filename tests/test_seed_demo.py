@@ -106,3 +106,20 @@ def test_events_are_realistic():
     inference = UsageEvent.objects.filter(token_type="inference")
     assert len(set(inference.values_list("model__key", flat=True))) >= 3
     assert not UsageEvent.objects.filter(occurred_at__gt=timezone.now()).exists()
+
+
+@pytest.mark.time_machine(dt.datetime(2026, 3, 16, 15, 0, tzinfo=dt.UTC))
+def test_the_printed_sign_in_address_follows_site_url(settings):
+    """make run sets SITE_URL from HOST and PORT: the address printed is the one
+    served (it used to say port 8000 whatever PORT was)."""
+    settings.SITE_URL = "http://127.0.0.1:8123"
+    out = seed(*SMALL)
+    assert "Sign in at http://127.0.0.1:8123/accounts/login/ as:" in out
+    assert ":8000" not in out
+
+
+def test_make_run_passes_host_and_port_as_site_url():
+    import pathlib
+
+    makefile = (pathlib.Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert "SITE_URL=http://$(HOST):$(PORT)" in makefile

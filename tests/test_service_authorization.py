@@ -28,7 +28,7 @@ from accounts import services as account_services
 from tests.factories import AdminFactory, UserFactory, fund, give
 from tokens import services
 from tokens.models import TokenRequest
-from tokens.services import alerts, distribution, requests
+from tokens.services import alerts, distribution, requests, withdrawal
 
 pytestmark = pytest.mark.django_db
 
@@ -289,6 +289,15 @@ SERVICES = {
         SALES_REVIEW,
         lambda w, a: services.organization_remove_member(actor=a, user=w["target"]),
     ),
+    # Only the requester may withdraw (none of these personas asked).
+    "token_request_withdraw": (
+        set(),
+        lambda w, a: withdrawal.token_request_withdraw(actor=a, request=w["made"]),
+    ),
+    "enterprise_request_withdraw": (
+        set(),
+        lambda w, a: withdrawal.enterprise_request_withdraw(actor=a, request=w["made"]),
+    ),
     "service_key_create": (
         SUPERUSER,
         lambda w, a: account_services.service_key_create(actor=a, name="new"),
@@ -384,6 +393,8 @@ PREPARE = {
     "token_request_deny": _pending_request,
     "enterprise_request_reject": _enterprise_request,
     "enterprise_request_activate": _enterprise_request,
+    "token_request_withdraw": _pending_request,
+    "enterprise_request_withdraw": _enterprise_request,
     "service_key_revoke": _key,
     "user_unban": _target_set(is_banned=True),
     "user_reactivate": _target_set(is_paid=False),

@@ -88,3 +88,34 @@ def test_staff_site_shows_audit_read_only(superuser_client):
 def test_friendly_404(client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
+
+
+def test_favicon_is_served_and_cached(client):
+    """/favicon.ico (asked by browsers and tools whatever the page says) leads to
+    the static icon, a real .ico file; the redirect is cached for a day."""
+    import pathlib
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"].endswith("favicon.ico")
+    assert response["Location"].startswith("/static/")
+    assert "max-age=86400" in response["Cache-Control"]
+    icon = pathlib.Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
+    assert icon.read_bytes()[:4] == b"\x00\x00\x01\x00"  # an ICO header
+
+
+def test_the_terms_are_a_page_linked_from_registration_and_every_footer(
+    client, member_client
+):
+    from django.urls import reverse
+
+    terms = reverse("terms")
+    page = client.get(terms)
+    assert page.status_code == 200
+    assert "Terms of service" in page.content.decode()
+    assert "2,000,000 tokens" in page.content.decode()  # TOKEN_LOT, from settings
+    assert (
+        f'href="{terms}"' in client.get(reverse("accounts:register")).content.decode()
+    )
+    assert f'href="{terms}"' in client.get(reverse("accounts:login")).content.decode()
+    assert f'href="{terms}"' in member_client.get(reverse("tokens:me")).content.decode()

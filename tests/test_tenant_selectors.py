@@ -95,6 +95,12 @@ SELECTORS = {
         ),
         "users_in": lambda w: token_selectors.users_in(w.b),
         "users_for_panel": lambda w: token_selectors.users_for_panel(w.b, NOVEMBER),
+        # An annotation: the mover's last usage in A is not their last activity in B.
+        "last_active": lambda w: (
+            token_selectors.users_in(w.b)
+            .annotate(last_active=token_selectors.last_active(w.b))
+            .values_list("email", "last_active")
+        ),
         "user_limits": lambda w: token_selectors.user_limits(w.b, w.mover),
         "allocation_history": lambda w: token_selectors.allocation_history(
             w.b, w.mover

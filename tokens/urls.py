@@ -11,6 +11,7 @@ from tokens.views import (
     members,
     metering,
     requests,
+    withdrawal,
 )
 
 app_name = "tokens"
@@ -31,6 +32,16 @@ urlpatterns = [
     path("me/", me.MeView.as_view(), name="me"),
     path(
         "enterprise/request/", enterprise.enterprise_request, name="enterprise_request"
+    ),
+    path(
+        "enterprise/request/<int:pk>/withdraw/",
+        withdrawal.enterprise_request_withdraw_view,
+        name="enterprise_request_withdraw",
+    ),
+    path(
+        "me/requests/<int:pk>/withdraw/",
+        withdrawal.token_request_withdraw_view,
+        name="request_withdraw",
     ),
     # Management → User Management (docs/product.md, User Management)
     path("panel/users/", members.UserListView.as_view(), name="user_list"),

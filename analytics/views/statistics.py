@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -39,8 +40,8 @@ def period_label(period: StatsPeriod) -> str:
     if period.is_whole_month:
         return date_format(period.start, "F Y")
     return _("%(start)s – %(end)s") % {
-        "start": date_format(period.start, "j M Y"),
-        "end": date_format(period.end, "j M Y"),
+        "start": date_format(period.start, "DATE_FORMAT"),
+        "end": date_format(period.end, "DATE_FORMAT"),
     }
 
 
@@ -152,7 +153,8 @@ class StatisticsView(StatisticsMixin, TemplateView):
         purchased_note = (
             _("pool of %(month)s") % {"month": date_format(months[0], "F Y")}
             if len(months) == 1
-            else _("pools of %(n)d months") % {"n": len(months)}
+            else ngettext("pools of %(n)d month", "pools of %(n)d months", len(months))
+            % {"n": len(months)}
         )
         return [
             {

@@ -148,3 +148,16 @@ def test_superuser_without_mfa_is_sent_to_mfa_before_the_staff_site(superuser):
 
 def test_sales_staff_are_not_asked_for_mfa_on_the_staff_site(sales_client):
     assert sales_client.get(reverse("admin:index")).status_code == 200
+
+
+def test_a_member_on_the_mfa_page_is_offered_the_way_back(member_client, admin_user):
+    """MFA is optional for a member: its page leads back to /me/, not only to
+    "Sign out"; an admin who must enrol is not offered a way around it."""
+    from django.urls import reverse
+
+    back = f'href="{reverse("tokens:me")}"'
+    page = member_client.get(reverse("accounts:mfa_setup")).content.decode()
+    assert back in page
+    assert "back to my account" in page
+    admin_page = _admin_session(admin_user).get(reverse("accounts:mfa_setup"))
+    assert "back to my account" not in admin_page.content.decode()

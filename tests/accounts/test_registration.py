@@ -216,3 +216,43 @@ def test_password_reset_link_sets_new_password_and_is_audited(client):
         ).count()
         == 1
     )
+
+
+def test_every_emailed_link_is_built_from_site_url(
+    client, settings, django_capture_on_commit_callbacks
+):
+    """One way to build absolute links (docs/operations.md, Configuration): the
+    verification and the password-reset e-mails both use SITE_URL, whatever host
+    the request came to (the demo on another port used to send dead reset links)."""
+    from django.core import mail
+
+    settings.SITE_URL = "https://accounts.example.org"
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "testserver"]
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("accounts:register"),
+            {
+                "email": "new.person@example.com",
+                "first_name": "New",
+                "last_name": "Person",
+                "password1": "a-long-passphrase-42",
+                "password2": "a-long-passphrase-42",
+                "accept_terms": "on",
+            },
+            HTTP_HOST="127.0.0.1:8123",
+        )
+    (verify,) = mail.outbox
+    assert "https://accounts.example.org/accounts/verify/" in verify.body
+    mail.outbox.clear()
+    client.post(
+        reverse("accounts:password_reset"),
+        {"email": "new.person@example.com"},
+        HTTP_HOST="127.0.0.1:8123",
+    )
+    (reset,) = mail.outbox
+    assert "https://accounts.example.org/accounts/password-reset/" in reset.body
+    assert "127.0.0.1:8123" not in reset.body
+    assert (
+        "https://accounts.example.org/accounts/password-reset/"
+        in (reset.alternatives[0][0])
+    )

@@ -61,6 +61,9 @@ def test_five_failures_lock_the_user_from_that_ip_and_the_lock_is_audited(client
     locked = _post(client, "ava@example.com", "nope")
     assert locked.status_code == 429
     assert "temporarily locked" in locked.content.decode()
+    # The lock's length in words (AXES_COOLOFF_TIME, 15 minutes), not "PT15M".
+    assert "Sign-in is locked for 15 minutes." in locked.content.decode()
+    assert "PT15M" not in locked.content.decode()
     # Even the right password is refused while locked.
     assert _post(client, "ava@example.com", PASSWORD).status_code == 429
     assert "_auth_user_id" not in client.session

@@ -32,7 +32,7 @@ def usage(org, other_org, service_key):
     for user in (ava, bob, eve):
         give(user, 5_000_000)
     AIModelFactory(key="gpt")
-    AIModelFactory(key="embed", token_type="embedding")
+    AIModelFactory(key="embed", name="Text Embedder", token_type="embedding")
     events = [
         {
             "event_id": f"ev-{i:03}",
@@ -137,6 +137,11 @@ def test_keyset_page_two_has_no_gaps_or_repeats_while_events_arrive(
     [
         ({"user": "ava@acme.example"}, 30),
         ({"model": "embed"}, 12),
+        # Key or display name, in any case (docs/product.md, Activity Logs).
+        ({"model": "EMBED"}, 12),
+        ({"model": " Gpt "}, 48),
+        ({"model": "text embedder"}, 12),
+        ({"model": "embedder"}, 0),
         ({"token_type": "embedding"}, 12),
         ({"date_from": START.date().isoformat()}, 50),
         ({"date_to": (START.date() - dt.timedelta(days=1)).isoformat()}, 0),
@@ -151,7 +156,9 @@ def test_usage_filters(admin_client, usage, params, count):
 def test_bad_filter_shows_message_not_500(admin_client, usage):
     response = admin_client.get(PAGE, {"date_from": "yesterday"})
     assert response.status_code == 200
-    assert "Enter a valid date" in response.content.decode()
+    assert "Enter a date as YYYY-MM-DD, such as 2026-12-31." in (
+        response.content.decode()
+    )
     assert rows(response) == []
 
 

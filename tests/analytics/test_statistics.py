@@ -9,6 +9,7 @@ rows, independently of the page's selectors.
 import csv
 import datetime as dt
 import io
+import re
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -880,7 +881,7 @@ def test_other_org_admin_exports_only_their_data(other_admin_client, org, datase
             {"token_type": "training"},
             "Choose a token type: all, inference or embedding",
         ),
-        ({"period": "week"}, "Select a valid choice. week is not one of the available"),
+        ({"period": "week"}, "Choose the period: this month, a month or a date range."),
     ],
 )
 def test_bad_input_gets_a_message_not_a_500(admin_client, dataset, params, message):
@@ -912,3 +913,15 @@ def test_month_link_without_period_parameter(admin_client, dataset):
     assert (period.start, period.end) == (dt.date(2024, 2, 1), dt.date(2024, 2, 29))
     # The picker shows the mode that was used.
     assert '<option value="month" selected>' in response.content.decode()
+
+
+def test_the_error_banner_keeps_its_messages_apart(admin_client, org):
+    """Each message is its own sentence in the page's text (a screen reader or a
+    copy of the banner used to read "…period.Choose the first day…")."""
+    response = admin_client.get(PAGE, {"period": "range"})
+    assert response.status_code == 400
+    text = " ".join(re.sub(r"<[^>]+>", " ", response.content.decode()).split())
+    flat = re.sub(r"<[^>]+>", "", response.content.decode())
+    assert "for this period. Choose the first day of the range." in text
+    assert "range.Choose" not in flat
+    assert "period.Choose" not in flat

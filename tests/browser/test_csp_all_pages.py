@@ -13,7 +13,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client
 
 from tests.factories import UserFactory, fund, give
-from tests.test_headers import site_urls
+from tests.test_headers import _enterprise_request, site_urls
 from tokens.models import TokenRequest
 
 pytestmark = pytest.mark.browser
@@ -52,7 +52,12 @@ def world(shell_admin):
         reason="Indexing the contract archive for the legal team.",
         limit_at_request=300_000,
     )
-    return {"member": member, "admin": shell_admin, "token_request": token_request}
+    return {
+        "member": member,
+        "admin": shell_admin,
+        "token_request": token_request,
+        "enterprise_request": _enterprise_request(member),
+    }
 
 
 def html_pages(world) -> list[tuple[str, str]]:

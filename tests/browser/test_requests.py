@@ -124,7 +124,7 @@ def test_member_requests_admin_approves_part(
     approve.click()
     expect(admin.locator(".page-header h1")).to_have_text("Approve token request")
     amount = admin.get_by_label("Amount to approve")
-    expect(amount).to_have_value("300000")
+    expect(amount).to_have_value("300,000")  # the number convention
     amount.fill("120000")
     admin.get_by_label("Note to the user").fill("120k now; ask again next month.")
     admin.screenshot(path=screenshots_dir / "requests-approve-1400.png")

@@ -67,7 +67,7 @@ def test_check_ledger_passes_on_a_consistent_ledger(world):
     out, _err = run("check_ledger")
     assert out == "Ledger OK: 2 organizations, 4 users, 6 usage events checked.\n"
     out, _err = run("check_ledger", "--org", str(world.other.pk))
-    assert out == "Ledger OK: 1 organizations, 1 users, 1 usage events checked.\n"
+    assert out == "Ledger OK: 1 organization, 1 user, 1 usage event checked.\n"
 
 
 def _shrink_pool(world):
@@ -156,7 +156,8 @@ def test_check_ledger_reports_each_broken_invariant_and_fails(
     assert lines, "each violation is printed"
     assert all(line.startswith(invariant[:12]) for line in lines), lines
     assert any(line.startswith(invariant) for line in lines), lines
-    assert error == f"{len(lines)} ledger violation(s); see the lines above."
+    noun = "violation" if len(lines) == 1 else "violations"
+    assert error == f"{len(lines)} ledger {noun}; see the lines above."
 
 
 @postgres_only

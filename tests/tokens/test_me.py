@@ -9,6 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import EnterpriseAccountRequest
+from accounts.services import email_verification_token
 from asksage_admin.lib.periods import period_of, previous_period
 from tests.conftest import sign_in
 from tests.factories import AIModelFactory, UserFactory, fund, give
@@ -150,11 +152,50 @@ def test_user_without_organization_sees_a_note_and_no_balance(db):
     page = text(response)
     assert response.status_code == 200
     assert "loner@example.com" in page
-    assert "You are not in an Enterprise Account, so you have no token balance." in (
-        page
-    )
+    assert "You are not in an Enterprise Account yet, so you have no token" in page
     assert "Remaining" not in page
     assert "by model" not in page
+
+
+def test_user_without_organization_is_shown_the_way_in(db):
+    """The call to action (docs/product.md, Sales flow), and no promise that an
+    organization's admin will add them (admins cannot add members)."""
+    loner = UserFactory(organization=None, email="loner@example.com")
+    client = sign_in(loner)
+    html = client.get(URL).content.decode()
+    assert f'href="{reverse("tokens:enterprise_request")}"' in html
+    page = text(client.get(URL))
+    assert "Request an Enterprise Account" in page
+    assert "admin adds you" not in page
+    assert "ask sales staff to add you" in page
+    # Once asked, the page shows the pending request instead of the button.
+    EnterpriseAccountRequest.objects.create(
+        requested_by=loner,
+        organization_name="Loner Inc",
+        billing_address="1 Road",
+        user_emails=["loner@example.com", "mate@example.com"],
+        admin_emails=["loner@example.com"],
+        inference_tokens=2_000_000,
+        embedding_tokens=2_000_000,
+    )
+    page = text(client.get(URL))
+    assert "Your request for Loner Inc is waiting for sales staff" in page
+    assert "See your request" in page
+
+
+def test_verifying_the_email_points_a_newcomer_to_the_way_in(db):
+    newcomer = UserFactory(
+        organization=None, email="new@example.com", email_verified_at=None
+    )
+    client = sign_in(newcomer)
+    token = email_verification_token(newcomer)
+    response = client.get(
+        reverse("accounts:verify_email", kwargs={"token": token}), follow=True
+    )
+    page = text(response)
+    assert "your email address is verified" in page
+    assert "Next: request an Enterprise Account" in page
+    assert "Request an Enterprise Account" in page
 
 
 def test_email_verification_notice_is_kept(member, member_client):

@@ -6,11 +6,13 @@ import re
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from accounts.models import AuditEvent, EnterpriseAccountRequest, ServiceKey, User
 from accounts.services import service_key_create, service_key_digest
+from tests.conftest import sign_in
 from tests.factories import AdminFactory, OrganizationFactory, UserFactory, fund, give
 from tokens import selectors
 from tokens.models import AllocationChange, Purchase
@@ -148,12 +150,49 @@ def run_action(client, name: str, action: str, pks, **extra):
     return client.post(admin_url(name), data, follow=True)
 
 
+def test_the_activate_action_first_shows_what_will_happen(sales_client, pending):
+    response = run_action(
+        sales_client,
+        "accounts_enterpriseaccountrequest_changelist",
+        "activate_requests",
+        [pending.pk],
+    )
+    assert response.status_code == 200
+    assert "admin/tokens/activate_requests.html" in [t.name for t in response.templates]
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
+    assert "Purchase recorded: 2,000,000 inference and 2,000,000 embedding" in page
+    assert "Each user's limits: 1,000,000 inference and 1,000,000 embedding" in page
+    assert "2 users: ceo@initech.example (admin), dev@initech.example" in page
+    assert 'value="Yes, activate"' in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == EnterpriseAccountRequest.Status.PENDING
+    assert not AuditEvent.objects.filter(action=Action.ORG_ACTIVATED).exists()
+
+
+def test_the_confirmation_names_why_activation_would_be_refused(sales_client, pending):
+    User.objects.filter(email="dev@initech.example").update(
+        organization=OrganizationFactory()
+    )
+    response = run_action(
+        sales_client,
+        "accounts_enterpriseaccountrequest_changelist",
+        "activate_requests",
+        [pending.pk],
+    )
+    page = response.content.decode()
+    assert "Activation will be refused, nothing changed:" in page
+    assert "These users already belong to an organization: dev@initech.example" in (
+        page
+    )
+
+
 def test_sales_activates_a_request_from_the_staff_site(sales_client, pending):
     response = run_action(
         sales_client,
         "accounts_enterpriseaccountrequest_changelist",
         "activate_requests",
         [pending.pk],
+        apply="1",
     )
 
     assert response.status_code == 200
@@ -174,12 +213,14 @@ def test_activate_action_refuses_a_request_that_is_not_pending(sales_client, pen
         "accounts_enterpriseaccountrequest_changelist",
         "activate_requests",
         [pending.pk],
+        apply="1",
     )
     response = run_action(
         sales_client,
         "accounts_enterpriseaccountrequest_changelist",
         "activate_requests",
         [pending.pk],
+        apply="1",
     )
     assert (
         "Initech was not activated: This request is already activated."
@@ -228,7 +269,7 @@ def test_reject_with_a_reason_rejects_the_request(sales_client, sales_user, pend
         },
         follow=True,
     )
-    assert "Rejected 1 requests." in messages_of(response)
+    assert "Rejected 1 request." in messages_of(response)
     pending.refresh_from_db()
     assert pending.status == EnterpriseAccountRequest.Status.REJECTED
     assert pending.rejection_reason == "Payment not received."
@@ -239,7 +280,7 @@ def test_reject_with_a_reason_rejects_the_request(sales_client, sales_user, pend
 
 def test_reject_refuses_a_request_that_is_not_pending(sales_client, pending):
     changelist = "accounts_enterpriseaccountrequest_changelist"
-    run_action(sales_client, changelist, "activate_requests", [pending.pk])
+    run_action(sales_client, changelist, "activate_requests", [pending.pk], apply="1")
     response = sales_client.post(
         admin_url(changelist),
         {
@@ -256,6 +297,87 @@ def test_reject_refuses_a_request_that_is_not_pending(sales_client, pending):
     )
     pending.refresh_from_db()
     assert pending.status == EnterpriseAccountRequest.Status.ACTIVATED
+
+
+def test_the_request_page_has_activate_and_reject_for_a_pending_request(
+    sales_client, pending
+):
+    page = sales_client.get(
+        admin_url("accounts_enterpriseaccountrequest_change", pending.pk)
+    ).content.decode()
+    activate = admin_url("accounts_enterpriseaccountrequest_activate", pending.pk)
+    reject = admin_url("accounts_enterpriseaccountrequest_reject", pending.pk)
+    assert f'href="{activate}"' in page
+    assert f'href="{reject}"' in page
+
+
+def test_activating_from_the_request_page_confirms_then_returns_to_it(
+    sales_client, pending
+):
+    activate = admin_url("accounts_enterpriseaccountrequest_activate", pending.pk)
+    confirmation = sales_client.get(activate)
+    assert "admin/tokens/activate_requests.html" in [
+        t.name for t in confirmation.templates
+    ]
+    assert sales_client.post(activate).status_code == 405
+    pending.refresh_from_db()
+    assert pending.status == EnterpriseAccountRequest.Status.PENDING
+    # The confirmation's form: the list action with apply, back to the page.
+    response = sales_client.post(
+        admin_url("accounts_enterpriseaccountrequest_changelist"),
+        {
+            "action": "activate_requests",
+            "_selected_action": [pending.pk],
+            "apply": "1",
+            "_back_to": str(pending.pk),
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == admin_url(
+        "accounts_enterpriseaccountrequest_change", pending.pk
+    )
+    pending.refresh_from_db()
+    assert pending.status == EnterpriseAccountRequest.Status.ACTIVATED
+    page = sales_client.get(response["Location"]).content.decode()
+    assert "Activate…" not in page  # no longer pending
+
+
+def test_rejecting_from_the_request_page_asks_the_reason(sales_client, pending):
+    reject = admin_url("accounts_enterpriseaccountrequest_reject", pending.pk)
+    assert b'name="reason"' in sales_client.get(reject).content
+    response = sales_client.post(
+        admin_url("accounts_enterpriseaccountrequest_changelist"),
+        {
+            "action": "reject_requests",
+            "_selected_action": [pending.pk],
+            "apply": "1",
+            "reason": "Payment not received.",
+            "_back_to": str(pending.pk),
+        },
+    )
+    assert response["Location"] == admin_url(
+        "accounts_enterpriseaccountrequest_change", pending.pk
+    )
+    pending.refresh_from_db()
+    assert pending.status == EnterpriseAccountRequest.Status.REJECTED
+
+
+def test_staff_without_the_review_permission_get_no_decision_pages(db, pending):
+    viewer = UserFactory(
+        organization=None, email="viewer@vendor.example", is_staff=True
+    )
+    viewer.user_permissions.add(
+        Permission.objects.get(codename="view_enterpriseaccountrequest")
+    )
+    client = sign_in(viewer)
+    page = client.get(
+        admin_url("accounts_enterpriseaccountrequest_change", pending.pk)
+    ).content.decode()
+    assert "Activate…" not in page
+    response = client.get(
+        admin_url("accounts_enterpriseaccountrequest_activate", pending.pk)
+    )
+    assert response.status_code == 403
 
 
 # --- purchases ------------------------------------------------------------------------
@@ -360,7 +482,7 @@ def test_revoke_action_revokes_the_key(superuser_client):
     response = run_action(
         superuser_client, "accounts_servicekey_changelist", "revoke_keys", [key.pk]
     )
-    assert "Revoked 1 keys." in messages_of(response)
+    assert "Revoked 1 key." in messages_of(response)
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert AuditEvent.objects.filter(action=Action.SERVICE_KEY_REVOKED).count() == 1
@@ -466,7 +588,7 @@ def test_remove_member_asks_for_confirmation_then_returns_the_tokens(
         follow=True,
     )
 
-    assert any("Removed 1 users" in m for m in messages_of(response))
+    assert any("Removed 1 user from" in m for m in messages_of(response))
     leaver.refresh_from_db()
     assert leaver.organization is None
     assert selectors.allocated(funded_org) == {"inference": 0, "embedding": 0}

@@ -4,17 +4,17 @@ read-only, decided with the Activate and Reject actions
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest
-from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.models import EnterpriseAccountRequest
+from tokens.admin import decisions
 from tokens.admin.common import error_text, tokens_column
 from tokens.services import (
     enterprise_request_activate,
@@ -98,11 +98,56 @@ class EnterpriseAccountRequestAdmin(admin.ModelAdmin):
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.change_enterpriseaccountrequest")
 
+    change_form_template = "admin/tokens/enterpriseaccountrequest_change_form.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/activate/",
+                self.admin_site.admin_view(self.decide_view),
+                {"action": "activate_requests"},
+                name="accounts_enterpriseaccountrequest_activate",
+            ),
+            path(
+                "<path:object_id>/reject/",
+                self.admin_site.admin_view(self.decide_view),
+                {"action": "reject_requests"},
+                name="accounts_enterpriseaccountrequest_reject",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_review": self.has_review_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def decide_view(self, request, object_id, action: str):
+        """Activate…/Reject… on a request's own page: the same confirmation page
+        as the list action, which then posts to that action."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        enterprise = get_object_or_404(EnterpriseAccountRequest, pk=object_id)
+        queryset = EnterpriseAccountRequest.objects.filter(pk=enterprise.pk)
+        return decisions.confirmation_page(
+            self, request, queryset, action, form=RejectionForm(), back=enterprise.pk
+        )
+
     @admin.action(
-        description=gettext_lazy("Activate (create the organization)"),
+        description=gettext_lazy("Activate… (create the organization)"),
         permissions=["review"],
     )
     def activate_requests(self, request, queryset):
+        """A confirmation page shows what activation will do, then activates each
+        request."""
+        if "apply" not in request.POST:
+            return decisions.confirmation_page(
+                self, request, queryset, "activate_requests"
+            )
         for enterprise in queryset.order_by("created_at", "pk"):
             try:
                 organization = enterprise_request_activate(
@@ -122,7 +167,11 @@ class EnterpriseAccountRequestAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     format_html(
-                        _("Activated {name}: organization created with {n} users."),
+                        ngettext(
+                            "Activated {name}: organization created with {n} user.",
+                            "Activated {name}: organization created with {n} users.",
+                            len(enterprise.user_emails),
+                        ),
                         name=format_html(
                             '<a href="{}">{}</a>',
                             reverse(
@@ -135,6 +184,7 @@ class EnterpriseAccountRequestAdmin(admin.ModelAdmin):
                     ),
                     messages.SUCCESS,
                 )
+        return decisions.back_to_detail(request)
 
     @admin.action(description=gettext_lazy("Reject…"), permissions=["review"])
     def reject_requests(self, request, queryset):
@@ -164,23 +214,18 @@ class EnterpriseAccountRequestAdmin(admin.ModelAdmin):
             if rejected:
                 self.message_user(
                     request,
-                    _("Rejected %(n)d requests.") % {"n": rejected},
+                    ngettext(
+                        "Rejected %(n)d request.", "Rejected %(n)d requests.", rejected
+                    )
+                    % {"n": rejected},
                     messages.SUCCESS,
                 )
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Reject enterprise account requests"),
-            "opts": self.model._meta,
-            "queryset": queryset,
-            "not_pending": [
-                r
-                for r in queryset
-                if r.status != EnterpriseAccountRequest.Status.PENDING
-            ],
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_name": "reject_requests",
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/tokens/reject_requests.html", context)
+            return decisions.back_to_detail(request)
+        return decisions.confirmation_page(
+            self,
+            request,
+            queryset,
+            "reject_requests",
+            form=form,
+            back=request.POST.get(decisions.BACK_FIELD),
+        )

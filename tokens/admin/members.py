@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts import admin as accounts_admin
 from accounts.forms import CanonicalEmailField
@@ -87,7 +87,9 @@ class OrganizationAdmin(accounts_admin.OrganizationAdmin):
             '<a href="{}?organization__id__exact={}">{}</a>',
             url,
             obj.pk,
-            _("%(n)d members") % {"n": obj.members.count()},
+            (lambda n: ngettext("%(n)d member", "%(n)d members", n) % {"n": n})(
+                obj.members.count()
+            ),
         )
 
     def get_urls(self):
@@ -192,9 +194,12 @@ class UserAdmin(accounts_admin.UserAdmin):
             if removed:
                 self.message_user(
                     request,
-                    _(
+                    ngettext(
+                        "Removed %(n)d user from their organization; their tokens "
+                        "went back to the pool.",
                         "Removed %(n)d users from their organization; their tokens "
-                        "went back to the pool."
+                        "went back to the pool.",
+                        removed,
                     )
                     % {"n": removed},
                     messages.SUCCESS,

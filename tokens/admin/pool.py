@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy
 
+from asksage_admin.lib.forms import TokenAmountField
 from tokens.admin.common import ReadOnlyAdmin, tokens_column
 from tokens.models import (
     Allocation,
@@ -23,6 +24,14 @@ class PurchaseAddForm(forms.ModelForm):
     """Adding a purchase: the service's own checks (``purchase_check``: lots, dates,
     comment) show their messages on the form; ``PurchaseAdmin.save_model`` then
     records it through ``purchase_record``, which runs the same checks."""
+
+    # The one number input convention (asksage_admin/lib/forms.py): "2,000,000".
+    inference_tokens = TokenAmountField(
+        label=gettext_lazy("Inference tokens"), initial=0
+    )
+    embedding_tokens = TokenAmountField(
+        label=gettext_lazy("Embedding tokens"), initial=0
+    )
 
     class Meta:
         model = Purchase

@@ -7,6 +7,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import CanonicalEmailField
+from asksage_admin.lib.forms import strip_separators
 from tokens.forms.fields import TokenAmountField
 from tokens.models import DistributionPolicy
 
@@ -20,7 +21,7 @@ class AmountField(forms.DecimalField):
 
     def to_python(self, value):
         if isinstance(value, str):
-            value = value.strip().replace(",", "").replace("_", "").replace(" ", "")
+            value = strip_separators(value)
         return super().to_python(value)
 
 

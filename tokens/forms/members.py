@@ -14,7 +14,7 @@ class LimitForm(forms.Form):
     limit = TokenAmountField(
         label=_("New limit"),
         error_messages={
-            "invalid": _("Enter a whole number of tokens, such as 500000."),
+            "invalid": _("Enter a whole number of tokens, such as 500,000."),
             "required": _("Enter the new limit."),
             "min_value": _("A limit cannot be negative."),
         },

@@ -19,6 +19,7 @@ class TokenRequest(models.Model):
         PENDING = "pending", _("Pending")
         APPROVED = "approved", _("Approved")
         DENIED = "denied", _("Denied")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
 
     organization = models.ForeignKey(
         Organization, on_delete=models.PROTECT, related_name="+"

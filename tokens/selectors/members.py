@@ -3,13 +3,14 @@ rows and what a bulk action would do."""
 
 import datetime as dt
 
-from django.db.models import Exists, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import DateField, Exists, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce, Greatest, TruncDate
 
 from accounts.models import Organization, User
 from asksage_admin.lib.periods import period_of, previous_period
 from tokens.models import (
     Allocation,
+    MonthlyUsage,
     TokenType,
     UsageCounter,
 )
@@ -46,6 +47,24 @@ def _used_in(org: Organization, token_type: str, period: dt.date):
     )
 
 
+def last_active(org: Organization):
+    """ "Last active" of a user (docs/product.md, User Management): the later of
+    their last day with usage in ``org`` (the gateway; the newest month's row of
+    ``MonthlyUsage``) and the day they last used this console (signed in), as a
+    UTC date; empty when neither happened."""
+    usage = Subquery(
+        MonthlyUsage.objects.filter(organization=org, user=OuterRef("pk"))
+        .order_by("-month")
+        .values("last_day")[:1],
+        output_field=DateField(),
+    )
+    visit = TruncDate("last_active_at", tzinfo=dt.UTC)
+    # Greatest is NULL on SQLite when either side is: coalesce each with the other.
+    return Greatest(
+        Coalesce(usage, visit), Coalesce(visit, usage), output_field=DateField()
+    )
+
+
 def users_for_panel(org: Organization, period: dt.date | None = None):
     """The User Management rows with every column the table shows, in one query
     (correlated subqueries on counters and allocations, so sorting on any column
@@ -68,4 +87,5 @@ def users_for_panel(org: Organization, period: dt.date | None = None):
             org, TokenType.INFERENCE, previous_period(period)
         ),
         total_usage=Coalesce(Subquery(total), 0),
+        last_active=last_active(org),
     )

@@ -31,7 +31,8 @@ def token_request_counts(org: Organization) -> dict[str, int]:
         token_requests_in(org).order_by().values("status").annotate(n=Count("id"))
     ):
         counts[row["status"]] = row["n"]
-    counts["all"] = sum(counts[tab] for tab in REQUEST_TABS if tab != "all")
+    # "all" counts every request, withdrawn ones too (listed on the All tab).
+    counts["all"] = sum(n for status, n in counts.items() if status != "all")
     return counts
 
 

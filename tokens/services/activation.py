@@ -26,6 +26,7 @@ from accounts.sessions import end_user_sessions_on_commit
 from asksage_admin.lib.errors import Conflict
 from tokens import locks
 from tokens.models import TYPE_FIELDS, AllocationChange
+from tokens.services import sales_emails
 from tokens.services.distribution import policy_ensure
 from tokens.services.pool import kernel
 from tokens.services.pool.kernel import (
@@ -307,6 +308,9 @@ def enterprise_request_submit(
                 "embedding_tokens": embedding_tokens,
             },
         )
+        sales_emails.queue(
+            "new enterprise request", sales_emails.send_new_request, request.pk
+        )
     return request
 
 
@@ -418,6 +422,15 @@ def enterprise_request_activate(
         locked.save(
             update_fields=["status", "reviewed_by", "reviewed_at", "organization"]
         )
+        sales_emails.queue("activation", sales_emails.send_activated, locked.pk)
+        for user in users:
+            if user.pk != requester.pk:
+                sales_emails.queue(
+                    "member added",
+                    sales_emails.send_member_added,
+                    user.pk,
+                    organization.pk,
+                )
     request.status, request.organization = locked.status, organization
     return organization
 
@@ -452,6 +465,7 @@ def enterprise_request_reject(
             after={"status": RequestStatus.REJECTED, "reason": reason},
             message=reason,
         )
+        sales_emails.queue("rejection", sales_emails.send_rejected, locked.pk)
     request.status = locked.status
     return locked
 
@@ -508,6 +522,9 @@ def organization_add_member(
             current=limits_of(locked, allocations),
         )
         changes = kernel.apply(plan)
+        sales_emails.queue(
+            "member added", sales_emails.send_member_added, locked.pk, org.pk
+        )
     user.organization, user.role, user.is_paid = org, role, True
     return changes
 

@@ -42,6 +42,7 @@ from tokens.services.pool.kernel import (
     type_label,
 )
 from tokens.services.pool.plans import plan_request_approval
+from tokens.services.withdrawal import withdrawn_message
 
 Action = AuditEvent.Action
 Status = TokenRequest.Status
@@ -107,6 +108,11 @@ def _percent_text(value: Decimal) -> str:
 
 def already_decided(request: TokenRequest) -> Conflict:
     """The refusal for a request that is no longer pending: who decided, and when."""
+    if request.status == Status.WITHDRAWN:
+        return ValidationError(
+            withdrawn_message(request.decided_at or request.created_at),
+            code="withdrawn",
+        )
     who = request.decided_by.email if request.decided_by_id else _("auto-approval")
     when = request.decided_at or request.created_at
     return Conflict(

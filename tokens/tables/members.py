@@ -122,11 +122,21 @@ class UserTable(KnownSortTable):
     total_usage = NumberColumn(
         verbose_name=_("Total Usage"), order_by=("total_usage", "email")
     )
-    last_active_at = tables.DateTimeColumn(
+    last_active_at = tables.DateColumn(
+        accessor="last_active",
         verbose_name=_("Last active"),
-        format="Y-m-d H:i",
+        format="DATE_FORMAT",
         default="—",
-        attrs={"th": {"class": "col-wide"}, "td": {"class": "col-wide nowrap"}},
+        attrs={
+            "th": {
+                "class": "col-wide",
+                "title": _(
+                    "The later of the last day with usage (through the gateway) and "
+                    "the last sign-in to this console, in UTC."
+                ),
+            },
+            "td": {"class": "col-wide nowrap"},
+        },
     )
     # docs/forecasts.md: month-end projection in % of the limit (the higher type).
     likely_percent = tables.Column(
@@ -196,7 +206,7 @@ class UserTable(KnownSortTable):
         return _nulls_low(queryset, "email_verified_at", is_descending), True
 
     def order_last_active_at(self, queryset, is_descending):
-        return _nulls_low(queryset, "last_active_at", is_descending), True
+        return _nulls_low(queryset, "last_active", is_descending), True
 
     def render_user(self, record):
         url = reverse("tokens:user_detail", kwargs={"pk": record.pk}) + self.org_query

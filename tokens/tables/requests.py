@@ -47,7 +47,7 @@ class TokenRequestTable(KnownSortTable):
     )
     limit_at_request = NumberColumn(verbose_name=_("Current Tokens"))
     status = tables.Column(verbose_name=_("Status"))
-    created_at = tables.DateTimeColumn(verbose_name=_("Date"), format="Y-m-d H:i")
+    created_at = tables.DateTimeColumn(verbose_name=_("Date"), format="DATETIME_FORMAT")
     actions = tables.Column(
         verbose_name=_("Actions"),
         accessor="pk",
@@ -100,7 +100,7 @@ class TokenRequestTable(KnownSortTable):
         moment = localtime(value)
         return format_html(
             '<span class="nowrap">{}</span><span class="cell-secondary">{}</span>',
-            date_format(moment, "Y-m-d"),
+            date_format(moment, "DATE_FORMAT"),
             date_format(moment, "H:i"),
         )
 
@@ -165,9 +165,9 @@ class TokenRequestTable(KnownSortTable):
                 "{} {}", _("Approved"), intcomma(record.approved_amount)
             )
         else:
-            headline = _("Denied")
+            headline = record.get_status_display()  # Denied, or Withdrawn
         when = (
-            date_format(localtime(record.decided_at), "Y-m-d H:i")
+            date_format(localtime(record.decided_at), "DATETIME_FORMAT")
             if record.decided_at
             else ""
         )

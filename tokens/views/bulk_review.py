@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import Organization, User
 from tokens.services.pool import TYPES, fmt, plan_paid_change
@@ -41,13 +42,20 @@ def bulk_review(
         count = len(plan.entries)
         if not paid:
             return BulkEffect(
-                title=_("Deactivate %(n)d users?") % {"n": n},
-                summary=_(
+                title=ngettext("Deactivate %(n)d user?", "Deactivate %(n)d users?", n)
+                % {"n": n},
+                summary=ngettext(
+                    "%(n)d paid user will be deactivated: their limits drop to "
+                    "%(floor)s tokens per type.",
                     "%(n)d paid users will be deactivated: their limits drop to "
-                    "%(floor)s tokens per type."
+                    "%(floor)s tokens per type.",
+                    count,
                 )
                 % {"n": count, "floor": fmt(settings.DISABLED_USER_TOKENS)},
-                button=_("Deactivate %(n)d users") % {"n": count},
+                button=ngettext(
+                    "Deactivate %(n)d user", "Deactivate %(n)d users", count
+                )
+                % {"n": count},
                 destructive=True,
                 pool_lines=tuple(
                     _("%(n)s %(type)s tokens return to the pool.")
@@ -57,13 +65,18 @@ def bulk_review(
                 plan=plan,
             )
         return BulkEffect(
-            title=_("Reactivate %(n)d users?") % {"n": n},
-            summary=_(
+            title=ngettext("Reactivate %(n)d user?", "Reactivate %(n)d users?", n)
+            % {"n": n},
+            summary=ngettext(
+                "%(n)d unpaid user will be reactivated with at least %(min)s tokens "
+                "per type.",
                 "%(n)d unpaid users will be reactivated with at least %(min)s tokens "
-                "per type."
+                "per type.",
+                count,
             )
             % {"n": count, "min": fmt(settings.MIN_USER_TOKENS)},
-            button=_("Reactivate %(n)d users") % {"n": count},
+            button=ngettext("Reactivate %(n)d user", "Reactivate %(n)d users", count)
+            % {"n": count},
             pool_lines=tuple(
                 _("Needs %(need)s of %(free)s unallocated %(type)s tokens.")
                 % {
@@ -80,18 +93,33 @@ def bulk_review(
         ban = action == "ban"
         targets = [u for u in users if u.is_banned != ban]
         return BulkEffect(
-            title=(_("Ban %(n)d users?") if ban else _("Unban %(n)d users?"))
+            title=(
+                ngettext("Ban %(n)d user?", "Ban %(n)d users?", n)
+                if ban
+                else ngettext("Unban %(n)d user?", "Unban %(n)d users?", n)
+            )
             % {"n": n},
             summary=(
-                _(
+                ngettext(
+                    "%(n)d user will be banned: they cannot sign in and the gateway "
+                    "refuses them.",
                     "%(n)d users will be banned: they cannot sign in and the gateway "
-                    "refuses them."
+                    "refuses them.",
+                    len(targets),
                 )
                 if ban
-                else _("%(n)d users will be unbanned.")
+                else ngettext(
+                    "%(n)d user will be unbanned.",
+                    "%(n)d users will be unbanned.",
+                    len(targets),
+                )
             )
             % {"n": len(targets)},
-            button=(_("Ban %(n)d users") if ban else _("Unban %(n)d users"))
+            button=(
+                ngettext("Ban %(n)d user", "Ban %(n)d users", len(targets))
+                if ban
+                else ngettext("Unban %(n)d user", "Unban %(n)d users", len(targets))
+            )
             % {"n": len(targets)},
             destructive=ban,
         )
@@ -107,11 +135,15 @@ def bulk_review(
     effect = plan.effects[t]
     free = max(0, effect.headroom)
     return BulkEffect(
-        title=_("Set the %(type)s limit of %(n)d users to %(limit)s?")
+        title=ngettext(
+            "Set the %(type)s limit of %(n)d user to %(limit)s?",
+            "Set the %(type)s limit of %(n)d users to %(limit)s?",
+            n,
+        )
         % {"type": t, "n": n, "limit": fmt(limit)},
         summary=_("Every selected user's max %(type)s tokens becomes %(limit)s.")
         % {"type": t, "limit": fmt(limit)},
-        button=_("Set %(n)d limits") % {"n": n},
+        button=ngettext("Set %(n)d limit", "Set %(n)d limits", n) % {"n": n},
         pool_lines=(
             _(
                 "Net change to allocated %(type)s tokens: %(net)s; unallocated now "

@@ -2,6 +2,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ValidationError
 from django.views.generic import TemplateView
 
+from accounts.models import EnterpriseAccountRequest
 from accounts.services import user_has_mfa
 from asksage_admin.lib.periods import period_of
 from tokens import selectors
@@ -24,6 +25,13 @@ class MeView(LoginRequiredMixin, TemplateView):
         user = self.request.user
         context["has_mfa"] = user_has_mfa(user)
         if user.organization_id is None:
+            context["enterprise_pending"] = (
+                EnterpriseAccountRequest.objects.filter(
+                    requested_by=user, status=EnterpriseAccountRequest.Status.PENDING
+                )
+                .order_by("-created_at")
+                .first()
+            )
             return context
         period = period_of()
         context["period"] = period

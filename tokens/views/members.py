@@ -164,7 +164,7 @@ class UserExportView(UsersPanelMixin, View):
                     u.monthly_inference,
                     u.prev_month_inference,
                     u.total_usage,
-                    u.last_active_at.isoformat() if u.last_active_at else "",
+                    u.last_active.isoformat() if u.last_active else "",
                 ]
                 for u in (rows.iterator(chunk_size=2000) if rows else rows)
             ),
@@ -180,7 +180,12 @@ class UserDetailView(UsersPanelMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        member = self.get_user(self.kwargs["pk"])
+        member = get_object_or_404(
+            selectors.users_in(self.org).annotate(
+                last_active=selectors.last_active(self.org)
+            ),
+            pk=self.kwargs["pk"],
+        )
         context.update(
             member=member,
             has_mfa=user_has_mfa(member),

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import ngettext
 
 from accounts.models import Organization
 from tokens.ledger import check_ledger, ledger_scope
@@ -29,12 +30,25 @@ class Command(BaseCommand):
             self.stdout.write(self.style.ERROR(line))
         if violations:
             raise CommandError(
-                f"{len(violations)} ledger violation(s); see the lines above."
+                ngettext(
+                    "%(n)d ledger violation; see the lines above.",
+                    "%(n)d ledger violations; see the lines above.",
+                    len(violations),
+                )
+                % {"n": len(violations)}
             )
         scope = ledger_scope(organization=organization)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Ledger OK: {scope['organizations']:,} organizations, "
-                f"{scope['users']:,} users, {scope['events']:,} usage events checked."
+                "Ledger OK: "
+                + ", ".join(
+                    ngettext(one, many, scope[key]) % {"n": f"{scope[key]:,}"}
+                    for key, one, many in (
+                        ("organizations", "%(n)s organization", "%(n)s organizations"),
+                        ("users", "%(n)s user", "%(n)s users"),
+                        ("events", "%(n)s usage event", "%(n)s usage events"),
+                    )
+                )
+                + " checked."
             )
         )

@@ -19,6 +19,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.test.utils import override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Organization, ServiceKey, User
@@ -123,7 +124,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  Standard distribution policy; {requests} token request(s) added."
         )
-        self.stdout.write("Sign in at http://127.0.0.1:8000/accounts/login/ as:")
+        # SITE_URL, the one base of absolute links (make run sets it from HOST and
+        # PORT), so the printed address is the one being served.
+        login = settings.SITE_URL + reverse("accounts:login")
+        self.stdout.write(f"Sign in at {login} as:")
         self.stdout.write(f"  admin:  {admin.email} / {DEMO_PASSWORD}")
         self.stdout.write(f"  member: {members[0].email} / {DEMO_PASSWORD}")
 

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import Organization, User
 from accounts.policy import access_organization_for_admin
@@ -98,10 +99,14 @@ def allocations_bulk_set_limit(
             paid = [u for u in locked if u.is_paid and not u.is_banned]
             if paid:
                 raise ValidationError(
-                    _(
+                    ngettext(
+                        "%(n)d of these users is paid and needs at least %(min)s "
+                        "tokens (the platform minimum). Confirm explicitly to set a "
+                        "lower limit.",
                         "%(n)d of these users are paid and need at least %(min)s "
                         "tokens (the platform minimum). Confirm explicitly to set a "
-                        "lower limit."
+                        "lower limit.",
+                        len(paid),
                     )
                     % {"n": len(paid), "min": fmt(settings.MIN_USER_TOKENS)},
                     code="below_minimum",

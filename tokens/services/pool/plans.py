@@ -8,6 +8,7 @@ Each takes the organization the change belongs to and reads nothing outside it.
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import AuditEvent, Organization, User
 from asksage_admin.lib.errors import OverAllocation
@@ -123,10 +124,14 @@ def plan_bulk_set_limit(
     if net > available:
         refusals.append(
             OverAllocation(
-                _(
+                ngettext(
+                    "Setting %(n)d user to %(limit)s %(type)s tokens needs %(net)s "
+                    "more, but only %(available)s are unallocated: %(short)s short. "
+                    "Nothing was changed.",
                     "Setting %(n)d users to %(limit)s %(type)s tokens needs %(net)s "
                     "more, but only %(available)s are unallocated: %(short)s short. "
-                    "Nothing was changed."
+                    "Nothing was changed.",
+                    len(users),
                 )
                 % {
                     "n": len(users),
