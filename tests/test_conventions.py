@@ -4,7 +4,9 @@ dates): one date format (2026-12-05), one date-time format with UTC stated
 every template."""
 
 import datetime as dt
+import importlib
 import pathlib
+import pkgutil
 import re
 
 from django.template import Context, Template
@@ -61,7 +63,15 @@ def every_form_class():
     from tokens import admin as staff
     from tokens import forms as token_forms
 
-    for module in (token_forms, staff, analytics_forms, account_forms):
+    modules = []
+    for package in (token_forms, staff, analytics_forms, account_forms):
+        modules.append(package)
+        if hasattr(package, "__path__"):  # one module per subdomain
+            modules += [
+                importlib.import_module(f"{package.__name__}.{info.name}")
+                for info in pkgutil.iter_modules(package.__path__)
+            ]
+    for module in modules:
         for value in vars(module).values():
             if (
                 isinstance(value, type)
@@ -106,7 +116,7 @@ def test_the_token_amount_field_accepts_separators_and_shows_them():
 def test_the_staff_purchase_form_takes_separators(db, org):
     import datetime as dt
 
-    from tokens.admin import PurchaseAddForm
+    from tokens.admin.pool import PurchaseAddForm
 
     form = PurchaseAddForm(
         {

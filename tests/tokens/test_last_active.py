@@ -60,7 +60,8 @@ def cells(response) -> dict[str, str]:
     found = {}
     for row in rows:
         email = re.search(r"[\w.]+@acme\.example", row)
-        tds = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        # The Last active cell (the panel's table marks it col-wide).
+        tds = re.findall(r'<td class="[^"]*col-wide[^"]*"[^>]*>(.*?)</td>', row, re.S)
         if email and tds:
             found[email.group(0)] = re.sub(r"<[^>]+>", "", tds[-1]).strip()
     return found

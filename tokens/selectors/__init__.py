@@ -11,6 +11,7 @@ every public function of these modules).
 
 from tokens.selectors.distribution import overrides_in, recent_runs
 from tokens.selectors.members import (
+    last_active,
     users_for_panel,
     users_in,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "allocated",
     "allocation_history",
     "auto_approval_rule",
+    "last_active",
     "org_summary",
     "overrides_in",
     "pending_request_count",
