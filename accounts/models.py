@@ -217,6 +217,9 @@ class AuditEvent(models.Model):
         ACTIVITY_PRUNED = "retention.pruned", _("Old activity pruned")
         SERVICE_KEY_CREATED = "service_key.created", _("Service key created")
         SERVICE_KEY_REVOKED = "service_key.revoked", _("Service key revoked")
+        ACCESS_TOKEN_CREATED = "access_token.created", _("API access token created")
+        ACCESS_TOKEN_REVOKED = "access_token.revoked", _("API access token revoked")
+        ACCESS_TOKEN_REFUSED = "access_token.refused", _("API access token refused")
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     organization = models.ForeignKey(
@@ -243,6 +246,8 @@ class AuditEvent(models.Model):
     message = models.TextField(blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # The means, when not the panel: "api-token <prefix> (<name>)" for the admin API.
+    via = models.CharField(max_length=160, blank=True, default="")
 
     class Meta:
         ordering = ["-time", "-id"]
@@ -340,3 +345,48 @@ class ServiceKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class AdminAccessToken(models.Model):
+    """A personal access token of an org admin for the admin API (/api/v1/admin/,
+    docs/admin-api.md). Only a digest of the secret is kept; it acts as its owner,
+    on the owner's organization, and only while the owner is still an active,
+    unbanned admin of it."""
+
+    class Scope(models.TextChoices):
+        READ = "read", _("Read only")
+        WRITE = "write", _("Read and write")
+
+    name = models.CharField(max_length=100)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="access_tokens"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["organization", "-created_at"], name="access_token_org_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

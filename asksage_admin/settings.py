@@ -254,6 +254,12 @@ DISABLED_USER_TOKENS = env.int("DISABLED_USER_TOKENS", default=1_000)
 TOKEN_LOT = env.int("TOKEN_LOT", default=2_000_000)
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=600)
 
+# Admin API (docs/admin-api.md): failed authentications allowed per client IP in a
+# window before it answers 429 (counted in Django's cache: per process unless a
+# shared cache is configured).
+ADMIN_API_AUTH_FAILURES = env.int("ADMIN_API_AUTH_FAILURES", default=20)
+ADMIN_API_AUTH_WINDOW_SECONDS = env.int("ADMIN_API_AUTH_WINDOW_SECONDS", default=300)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,

@@ -1,8 +1,6 @@
 """Management → User Management (docs/product.md, User Management): the table, limits,
 row and bulk actions."""
 
-import dataclasses
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -29,6 +27,7 @@ from accounts.services import data_export_record, user_has_mfa, user_mark_verifi
 from asksage_admin.lib.csv import csv_response
 from asksage_admin.lib.next_url import safe_next
 from tokens import selectors, services
+from tokens.bulk import bulk_preview
 from tokens.filtersets import UserFilterSet
 from tokens.forms import BulkActionForm, LimitForm
 from tokens.services.allocations import fmt, type_label
@@ -357,11 +356,7 @@ class UserBulkView(UsersPanelMixin, View):
         """The pool effect, refused up front (the button disabled, the reason
         shown) when the selection includes the admin themselves and the action
         may not be taken on oneself: the service would refuse it whole."""
-        effect = selectors.bulk_effect(self.org, users, data)
-        refusal = services.self_action_refusal(self.request.user, users, data["action"])
-        if refusal and not effect.refusal:
-            effect = dataclasses.replace(effect, refusal=refusal)
-        return effect
+        return bulk_preview(self.org, self.request.user, users, data)
 
     def selected_users(self) -> list:
         users = selectors.users_in(self.org).order_by("email")
