@@ -47,14 +47,24 @@ def _json_405(view):
     return wrapper
 
 
+def _no_root(request, *args, **kwargs):
+    return JsonResponse(
+        {"error": "not_found", "detail": "No such API endpoint."}, status=404
+    )
+
+
 class AdminApi(NinjaAPI):
     """Documents the refusals every operation may answer: {error, detail, …}, and
-    answers them as JSON (405 too); no root page (the reference is in the panel)."""
+    answers them as JSON (405 too); the root is a JSON 404 (the reference is in
+    the panel)."""
 
     def _get_urls(self):
         patterns = []
         for pattern in super()._get_urls():
             if pattern.name == "api-root":
+                # Kept for reverse() (the document's server path); no page.
+                pattern.callback = csrf_exempt(_no_root)
+                patterns.append(pattern)
                 continue
             if pattern.name == "openapi-json":
                 pattern.callback.get_only = True
