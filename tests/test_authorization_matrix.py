@@ -435,6 +435,12 @@ ROUTES: dict[str, Route] = {
     "admin_api:request_deny": admin_api(
         "post", kwargs=lambda w: {"request_id": w.token_request.pk}
     ),
+    "admin_api:policy_read": admin_api("get"),
+    # The same path as policy_read (GET); its own method is PATCH.
+    "admin_api:policy_update": admin_api("get"),
+    "admin_api:preset_apply": admin_api("post"),
+    "admin_api:plan_preview": admin_api("get"),
+    "admin_api:run_now": admin_api("post"),
     "admin_api:usage_summary": admin_api("get"),
     "admin_api:usage_events_csv": admin_api("get"),
     "admin_api:audit_list": admin_api("get"),

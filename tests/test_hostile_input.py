@@ -115,6 +115,8 @@ PAGES = {
     "accounts:password_reset_done": ANON,
     "accounts:password_reset_complete": ANON,
     "accounts:password_reset_confirm": ANON,
+    "api_panel:token_list": ADMIN,
+    "api_panel:docs": ADMIN,
 }
 # POST-only URLs: the page whose form posts there (the page's test fails if the
 # form is not found on it).
@@ -133,6 +135,7 @@ FORM_TARGETS = {
     "tokens:distribution_run": "tokens:distribution_preview",
     "tokens:request_auto_approval": "tokens:request_list",
     "analytics:activity_excerpts": "analytics:activity",
+    "api_panel:token_create": "api_panel:token_list",
 }
 EXCLUDED = {
     "home": "redirects by role; reads no input",
@@ -155,6 +158,33 @@ EXCLUDED = {
     "tokens:api_hold_release": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
     "tokens:api_openapi": "a static document",
     "tokens:api_not_found": "JSON 404 for any path",
+    "api_panel:token_revoke": "one POST without fields (a button on the tokens page)",
+    "admin_api:api-root": "JSON 404",
+    "admin_api:openapi-json": "a generated document",
+    **{
+        f"admin_api:{name}": "JSON API: fuzzed by tests/api/test_admin_api_fuzz.py"
+        for name in (
+            "token_info",
+            "user_list",
+            "user_detail",
+            "user_set_limit",
+            "user_set_paid",
+            "user_ban",
+            "user_unban",
+            "users_bulk_set_limit",
+            "request_list",
+            "request_approve",
+            "request_deny",
+            "policy_read",
+            "policy_update",
+            "preset_apply",
+            "plan_preview",
+            "run_now",
+            "usage_summary",
+            "usage_events_csv",
+            "audit_list",
+        )
+    },
 }
 # Forms on a page that post elsewhere and are not the page's to fuzz.
 SKIP_ACTIONS = {"accounts:logout"}

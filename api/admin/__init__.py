@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
 
 from api import auth, errors
-from api.admin import audit, requests, usage, users
+from api.admin import audit, distribution, requests, usage, users
 
 ERRORS = {
     "400": "Invalid input (fields name each problem) or a refusal of the service.",
@@ -142,5 +142,6 @@ def token_info(request: HttpRequest):
 
 admin_api.add_router("", users.router)
 admin_api.add_router("", requests.router)
+admin_api.add_router("", distribution.router)
 admin_api.add_router("", usage.router)
 admin_api.add_router("", audit.router)

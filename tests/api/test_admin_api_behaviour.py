@@ -50,6 +50,18 @@ def last_id() -> int:
             {"note": "Not now."},
             "token_request.denied",
         ),
+        (
+            "patch",
+            "/distribution/policy",
+            {"cooldown_minutes": 30},
+            "distribution.policy_changed",
+        ),
+        (
+            "post",
+            "/distribution/preset",
+            {"preset": "conservative"},
+            "distribution.policy_changed",
+        ),
     ],
 )
 def test_each_mutation_writes_one_audit_event_naming_the_token(
@@ -247,3 +259,38 @@ def test_unknown_paths_and_methods_answer_json(api_world):
     response = api_world.read.call("delete", "/users")
     assert response.status_code == 405
     assert response.json()["error"] == "method_not_allowed"
+
+
+def test_distribution_preview_is_the_pages_plan_and_the_run_is_audited(api_world, org):
+    from tokens.services.distribution import distribution_plan, policy_ensure
+
+    policy_ensure(organization=org)
+    preview = api_world.read.call("get", "/distribution/preview").json()
+    plan = distribution_plan(organization=org)
+    assert [(c["user_id"], c["new_limit"]) for c in preview["changes"]] == [
+        (c.user_id, c.new_limit) for c in plan.changes
+    ]
+    assert preview["changes"], "the world has users under the floor"
+    before = last_id()
+    run = api_world.write.call("post", "/distribution/run", {})
+    assert run.status_code == 200
+    events = new_events(before)
+    assert [e.action for e in events].count("distribution.run") == 1
+    assert all(e.via.startswith("api-token ") for e in events)
+    assert api_world.read.call("get", "/distribution/preview").json()["changes"] == []
+
+
+def test_a_bad_policy_change_names_the_field_and_saves_nothing(api_world, org):
+    from tokens.services.distribution import policy_ensure
+
+    policy = policy_ensure(organization=org)
+    before = last_id()
+    response = api_world.write.call(
+        "patch", "/distribution/policy", {"triggers": [120]}
+    )
+    assert response.status_code == 400
+    assert "triggers" in response.json()["fields"]
+    assert new_events(before) == []
+    assert api_world.read.call("get", "/distribution/policy").json()["triggers"] == [
+        float(t) for t in policy.triggers
+    ]
