@@ -58,6 +58,10 @@ class AdminApi(NinjaAPI):
     answers them as JSON (405 too); the root is a JSON 404 (the reference is in
     the panel)."""
 
+    def get_content_type(self) -> str:
+        # As the gateway: JSON is UTF-8 by definition (RFC 8259), no charset.
+        return self.renderer.media_type
+
     def _get_urls(self):
         patterns = []
         for pattern in super()._get_urls():
