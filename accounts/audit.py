@@ -77,6 +77,7 @@ def build(
         message=clean_text(str(message)),
         ip=context.ip,
         request_id=context.request_id,
+        via=context.via,
     )
 
 

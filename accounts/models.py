@@ -214,6 +214,9 @@ class AuditEvent(models.Model):
         REQUEST_APPROVED = "token_request.approved", _("Token request approved")
         REQUEST_DENIED = "token_request.denied", _("Token request denied")
         REQUEST_WITHDRAWN = "token_request.withdrawn", _("Token request withdrawn")
+        ACCESS_TOKEN_CREATED = "access_token.created", _("API access token created")
+        ACCESS_TOKEN_REVOKED = "access_token.revoked", _("API access token revoked")
+        ACCESS_TOKEN_REFUSED = "access_token.refused", _("API access token refused")
         AUTO_APPROVAL_CHANGED = (
             "token_request.auto_approval_changed",
             _("Auto-approval rule changed"),
@@ -248,6 +251,8 @@ class AuditEvent(models.Model):
     message = models.TextField(blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # The means, when not the panel: "api-token <prefix> (<name>)" for the admin API.
+    via = models.CharField(max_length=160, blank=True, default="")
 
     class Meta:
         ordering = ["-time", "-id"]
@@ -376,3 +381,48 @@ class TablePreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} · {self.table}"
+
+
+class AdminAccessToken(models.Model):
+    """A personal access token of an org admin for the admin API (/api/v1/admin/,
+    docs/admin-api.md). Only a digest of the secret is kept; it acts as its owner,
+    on the owner's organization, and only while the owner is still an active,
+    unbanned admin of it."""
+
+    class Scope(models.TextChoices):
+        READ = "read", _("Read only")
+        WRITE = "write", _("Read and write")
+
+    name = models.CharField(max_length=100)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="access_tokens"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["organization", "-created_at"], name="access_token_org_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

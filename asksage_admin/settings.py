@@ -260,6 +260,12 @@ HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=600)
 # (docs/forecasts.md, Alerts); send_alerts (cron) delivers what a stopped process left.
 ALERTS_DELIVER_IN_BACKGROUND = env.bool("ALERTS_DELIVER_IN_BACKGROUND", default=True)
 
+# Admin API (docs/admin-api.md): failed authentications allowed per client IP in a
+# window before it answers 429 (counted in Django's cache: per process unless a
+# shared cache is configured).
+ADMIN_API_AUTH_FAILURES = env.int("ADMIN_API_AUTH_FAILURES", default=20)
+ADMIN_API_AUTH_WINDOW_SECONDS = env.int("ADMIN_API_AUTH_WINDOW_SECONDS", default=300)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,

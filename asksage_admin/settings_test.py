@@ -24,3 +24,6 @@ STORAGES = {
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+# The failed-authentication counter of the admin API lives in the (per-process)
+# cache across tests: only the rate-limit tests lower this (docs/admin-api.md).
+ADMIN_API_AUTH_FAILURES = 1_000_000

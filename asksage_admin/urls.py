@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts import views as account_views
+from api.admin import admin_api
 from asksage_admin import views
 
 admin.site.site_header = "Enterprise Account · Staff"
@@ -15,6 +16,9 @@ urlpatterns = [
     path("favicon.ico", views.favicon, name="favicon"),
     path("terms/", views.terms, name="terms"),
     path("accounts/", include("accounts.urls")),
+    # Before tokens' /api/ catch-all (docs/admin-api.md)
+    path("api/v1/admin/", admin_api.urls),
+    path("panel/api-tokens/", include("api.urls")),
     path(
         "panel/",
         RedirectView.as_view(pattern_name="tokens:user_list", query_string=True),

@@ -1518,3 +1518,73 @@ def test_secrets_never_reach_the_logs_or_the_audit_trail(
     for value in secrets:
         assert value not in trail, f"a secret reached the audit trail: {value[:6]}…"
         assert value not in logs, f"a secret reached the logs: {value[:6]}…"
+
+
+# --- admin API access tokens (docs/admin-api.md) --------------------------------------
+
+
+def test_creating_an_access_token_is_recorded_without_its_secret(
+    admin_user, admin_client, org
+):
+    from accounts.models import AdminAccessToken
+
+    since = last_id()
+    response = admin_client.post(
+        reverse("api_panel:token_create"),
+        {"name": "CI", "scope": "write", "expires_in_days": 30},
+        **web("token-create"),
+    )
+    assert response.status_code == 200
+    token = AdminAccessToken.objects.get(name="CI")
+    event = one_new_event(Action.ACCESS_TOKEN_CREATED, since)
+    assert_event(
+        event,
+        actor=admin_user,
+        organization=org,
+        target=token,
+        request_id="token-create",
+    )
+    assert event.after["prefix"] == token.prefix
+    assert response.context["secret"] not in str(event.after)
+    assert_only(since, {Action.ACCESS_TOKEN_CREATED: 1})
+
+
+def test_revoking_an_access_token_is_recorded(admin_user, admin_client, org):
+    from accounts.access_tokens import access_token_create
+
+    token, _secret = access_token_create(
+        actor=admin_user, name="Old", scope="read", expires_in_days=7
+    )
+    since = last_id()
+    admin_client.post(
+        reverse("api_panel:token_revoke", args=[token.pk]), **web("token-revoke")
+    )
+    event = one_new_event(Action.ACCESS_TOKEN_REVOKED, since)
+    assert_event(
+        event,
+        actor=admin_user,
+        organization=org,
+        target=token,
+        request_id="token-revoke",
+    )
+    assert (event.before, event.after) == ({"revoked": False}, {"revoked": True})
+    assert_only(since, {Action.ACCESS_TOKEN_REVOKED: 1})
+
+
+def test_a_refused_access_token_is_recorded(db):
+    from django.core.cache import cache
+
+    cache.clear()
+    since = last_id()
+    response = Client().get(
+        "/api/v1/admin/users",
+        headers={"Authorization": "Bearer eat_000000000000_nope"},
+        **web("token-refused"),
+    )
+    assert response.status_code == 401
+    event = one_new_event(Action.ACCESS_TOKEN_REFUSED, since)
+    assert_event(
+        event, actor=None, organization=None, request_id="token-refused", actor_email=""
+    )
+    assert event.after == {"reason": "unknown"}
+    assert_only(since, {Action.ACCESS_TOKEN_REFUSED: 1})

@@ -32,7 +32,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from accounts.access_tokens import access_token_create
 from accounts.models import (
+    AdminAccessToken,
     AuditEvent,
     EnterpriseAccountRequest,
     Organization,
@@ -177,6 +179,15 @@ def api(method: str) -> Route:
     )
 
 
+def admin_api(method: str, **extra) -> Route:
+    """The admin API (docs/admin-api.md): a browser session is not a credential
+    (401 JSON for every persona); a method the operation lacks is a JSON 405. A
+    PUT operation answers both GET and POST with 405."""
+    others = {m: each(NOT_ALLOWED) for m in METHODS if m != method}
+    mine = {method: each(API_UNAUTHORIZED)} if method in METHODS else {}
+    return Route(**mine, **others, superuser_org=False, json=True, **extra)
+
+
 def user_kwargs(w: "World") -> dict:
     return {"pk": w.target.pk}
 
@@ -195,6 +206,7 @@ class World:
     banned: User
     unverified: User
     token_request: TokenRequest
+    access_token: AdminAccessToken
 
 
 @pytest.fixture
@@ -225,7 +237,11 @@ def world(org, other_org, admin_user, member, other_admin_user) -> World:
     token_request = token_request_submit(
         user=target, token_type="inference", amount=50_000, reason="A big project."
     )
+    access_token, _secret = access_token_create(
+        actor=admin_user, name="automation", scope="write", expires_in_days=30
+    )
     return World(
+        access_token=access_token,
         org=org,
         other_org=other_org,
         admin=admin_user,
@@ -404,6 +420,62 @@ ROUTES: dict[str, Route] = {
     ),
     "tokens:api_not_found": Route(
         get=each(NOT_FOUND), post=each(NOT_FOUND), superuser_org=False, json=True
+    ),
+    # -- admin API (personal access tokens only; docs/admin-api.md) -------------------
+    "admin_api:api-root": Route(
+        get=each(NOT_FOUND), post=each(NOT_FOUND), superuser_org=False, json=True
+    ),
+    "admin_api:openapi-json": Route(
+        get=each(OK), post=each(NOT_ALLOWED), superuser_org=False, json=True
+    ),
+    "admin_api:token_info": admin_api("get"),
+    "admin_api:user_list": admin_api("get"),
+    "admin_api:user_detail": admin_api(
+        "get", kwargs=lambda w: {"user_id": w.target.pk}
+    ),
+    "admin_api:user_set_limit": admin_api(
+        "put", kwargs=lambda w: {"user_id": w.target.pk, "token_type": "inference"}
+    ),
+    "admin_api:user_set_paid": admin_api(
+        "put", kwargs=lambda w: {"user_id": w.target.pk}
+    ),
+    "admin_api:user_ban": admin_api("post", kwargs=lambda w: {"user_id": w.target.pk}),
+    "admin_api:user_unban": admin_api(
+        "post", kwargs=lambda w: {"user_id": w.banned.pk}
+    ),
+    "admin_api:users_bulk_set_limit": admin_api("post"),
+    "admin_api:request_list": admin_api("get"),
+    "admin_api:request_approve": admin_api(
+        "post", kwargs=lambda w: {"request_id": w.token_request.pk}
+    ),
+    "admin_api:request_deny": admin_api(
+        "post", kwargs=lambda w: {"request_id": w.token_request.pk}
+    ),
+    "admin_api:policy_read": admin_api("get"),
+    # The same path as policy_read (GET); its own method is PATCH.
+    "admin_api:policy_update": admin_api("get"),
+    "admin_api:preset_apply": admin_api("post"),
+    "admin_api:plan_preview": admin_api("get"),
+    "admin_api:run_now": admin_api("post"),
+    "admin_api:usage_summary": admin_api("get"),
+    "admin_api:usage_events_csv": admin_api("get"),
+    "admin_api:audit_list": admin_api("get"),
+    # -- admin API pages of the panel --------------------------------------------------
+    "api_panel:token_list": panel_page(),
+    "api_panel:docs": panel_page(),
+    # Creating answers the page with the secret (200). Another organization's
+    # admin creates a token of their own organization; a superuser cannot (a token
+    # acts as an org admin on their organization).
+    "api_panel:token_create": Route(
+        get=panel(admin=NOT_ALLOWED, other_admin=NOT_ALLOWED),
+        post={
+            **panel(admin=CHANGES_OK, other_admin=OWN_ORG_OK),
+            "superuser": FORBIDDEN,
+        },
+        data=lambda w: {"name": "ci", "scope": "read", "expires_in_days": 30},
+    ),
+    "api_panel:token_revoke": panel_mutation(
+        other_admin=NOT_FOUND, kwargs=lambda w: {"pk": w.access_token.pk}
     ),
     # -- members -----------------------------------------------------------------------
     "tokens:me": Route(

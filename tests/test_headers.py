@@ -118,6 +118,17 @@ KWARGS: dict[str, Callable[[dict], list[dict]]] = {
     "accounts:password_reset_confirm": lambda w: [
         {"uidb64": "MQ", "token": "not-a-valid-token"}
     ],
+    # The admin API (docs/admin-api.md) and its panel pages.
+    **{
+        f"admin_api:{name}": lambda w: [{"user_id": w["member"].pk}]
+        for name in ("user_detail", "user_set_paid", "user_ban", "user_unban")
+    },
+    "admin_api:user_set_limit": lambda w: [
+        {"user_id": w["member"].pk, "token_type": "inference"}
+    ],
+    "admin_api:request_approve": lambda w: [{"request_id": w["token_request"].pk}],
+    "admin_api:request_deny": lambda w: [{"request_id": w["token_request"].pk}],
+    "api_panel:token_revoke": lambda w: [{"pk": 1}],
 }
 
 
@@ -371,8 +382,8 @@ def test_every_post_without_the_csrf_token_is_refused(world):
     for name, url in site_urls(world):
         response = client.post(url, {"action": "ban", "pk": [world["member"].pk]})
         assert_security_headers(response, f"POST {url}", secure=False)
-        if name.startswith("tokens:api_"):
-            # The API: no cookie authenticates it, so no CSRF; JSON 401/405/404.
+        if name.startswith(("tokens:api_", "admin_api:")):
+            # The APIs: no cookie authenticates them, so no CSRF; JSON 401/405/404.
             assert response["Content-Type"] == "application/json", url
             assert response.status_code in (401, 404, 405), url
             continue

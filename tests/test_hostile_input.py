@@ -116,6 +116,8 @@ PAGES = {
     "accounts:password_reset_done": ANON,
     "accounts:password_reset_complete": ANON,
     "accounts:password_reset_confirm": ANON,
+    "api_panel:token_list": ADMIN,
+    "api_panel:docs": ADMIN,
 }
 # POST-only URLs: the page whose form posts there (the page's test fails if the
 # form is not found on it).
@@ -136,6 +138,7 @@ FORM_TARGETS = {
     "tokens:request_auto_approval": "tokens:request_list",
     "tokens:alert_settings_update": "tokens:alerts",
     "analytics:activity_excerpts": "analytics:activity",
+    "api_panel:token_create": "api_panel:token_list",
 }
 EXCLUDED = {
     "home": "redirects by role; reads no input",
@@ -166,6 +169,33 @@ EXCLUDED = {
     "tokens:enterprise_request_withdraw": "one POST without fields (a button beside "
     "a pending request; tests/tokens/test_withdrawal.py)",
     "tokens:api_not_found": "JSON 404 for any path",
+    "api_panel:token_revoke": "one POST without fields (a button on the tokens page)",
+    "admin_api:api-root": "JSON 404",
+    "admin_api:openapi-json": "a generated document",
+    **{
+        f"admin_api:{name}": "JSON API: fuzzed by tests/api/test_admin_api_fuzz.py"
+        for name in (
+            "token_info",
+            "user_list",
+            "user_detail",
+            "user_set_limit",
+            "user_set_paid",
+            "user_ban",
+            "user_unban",
+            "users_bulk_set_limit",
+            "request_list",
+            "request_approve",
+            "request_deny",
+            "policy_read",
+            "policy_update",
+            "preset_apply",
+            "plan_preview",
+            "run_now",
+            "usage_summary",
+            "usage_events_csv",
+            "audit_list",
+        )
+    },
 }
 # Django's own wording, which must never reach a person: every field says what is
 # allowed in words of the product (docs/product.md, Numbers and dates).

@@ -24,6 +24,7 @@ from django.apps import apps
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 
+from accounts import access_tokens
 from accounts import services as account_services
 from tests.factories import AdminFactory, UserFactory, fund, give
 from tokens import services
@@ -111,6 +112,13 @@ def _expect_no_webhook(call):
 
 def _key(world):
     return account_services.service_key_create(actor=None, name="old")[0]
+
+
+def _access_token(world):
+    admin = world["actors"]["admin"]
+    return access_tokens.access_token_create(
+        actor=admin, name="old", scope="write", expires_in_days=30
+    )[0]
 
 
 def _target_set(**fields):
@@ -306,6 +314,20 @@ SERVICES = {
         SUPERUSER,
         lambda w, a: account_services.service_key_revoke(actor=a, key=w["made"]),
     ),
+    # Only an org admin makes a token, always for their own organization (it acts
+    # as them there: the other admin's is Globex's); the system, superusers and
+    # members cannot. Any of the organization's admins, a superuser or the system
+    # may revoke one.
+    "access_token_create": (
+        {"admin", "other_admin"},
+        lambda w, a: access_tokens.access_token_create(
+            actor=a, name="ci", scope="read", expires_in_days=30
+        ),
+    ),
+    "access_token_revoke": (
+        ORG,
+        lambda w, a: access_tokens.access_token_revoke(actor=a, token=w["made"]),
+    ),
     "mfa_reset": (
         SUPERUSER,
         lambda w, a: account_services.mfa_reset(actor=a, user=w["target"]),
@@ -366,6 +388,7 @@ _WATCHED = [
     "accounts.User",
     "accounts.Organization",
     "accounts.ServiceKey",
+    "accounts.AdminAccessToken",
     "accounts.EnterpriseAccountRequest",
     "tokens.Allocation",
     "tokens.AllocationChange",
@@ -396,6 +419,7 @@ PREPARE = {
     "token_request_withdraw": _pending_request,
     "enterprise_request_withdraw": _enterprise_request,
     "service_key_revoke": _key,
+    "access_token_revoke": _access_token,
     "user_unban": _target_set(is_banned=True),
     "user_reactivate": _target_set(is_paid=False),
     "override_remove": _override,

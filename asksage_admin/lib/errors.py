@@ -3,9 +3,10 @@
 A service raises one of these, never an HTTP status. Each carries a ``code`` (stable,
 for programs and tests) and a ``message`` a person can act on, plus any ``extra``
 facts a surface may show (the gateway's ``remaining``, ``fields``). Each surface
-maps them in one place: the gateway API in ``tokens/views/metering.py``
-(``ERROR_STATUS``: class → HTTP status, body ``{"error": code, "detail": message,
-**extra}``), the panel and
+maps them in one place: the JSON surfaces (the gateway API in
+``tokens/views/metering.py``, the admin API in ``api/errors.py``) take the status
+from ``HTTP_STATUS`` below and answer ``{"error": code, "detail": message,
+**extra}``; the panel and
 the staff site through Django's own paths: every refusal but ``NotPermitted`` is a
 ``ValidationError`` (a form shows it, on a field when ``field`` is given), and
 ``NotPermitted`` is a ``PermissionDenied`` (a 403, never a form message).
@@ -85,3 +86,20 @@ class LimitExceeded(Refusal):
     """A user's own limit does not cover what is asked (the gateway's 402)."""
 
     default_code = "insufficient_tokens"
+
+
+# The HTTP status of each refusal, for the JSON surfaces (the gateway API and the
+# admin API): each builds its own body from the error, with this one status table.
+HTTP_STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    OverAllocation: 400,
+    LimitExceeded: 402,
+    NotPermitted: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+def http_status(error: DomainError) -> int:
+    """The status of ``error`` (its closest class in ``HTTP_STATUS``; 400 when none)."""
+    return next((HTTP_STATUS[c] for c in type(error).__mro__ if c in HTTP_STATUS), 400)

@@ -6,7 +6,7 @@ life of the request; outside a request (commands, jobs) they are empty.
 """
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -16,6 +16,7 @@ from django.http import HttpRequest
 class RequestContext:
     request_id: str = ""
     ip: str | None = None
+    via: str = ""  # the means when not the panel (an admin API token)
 
 
 _current: ContextVar[RequestContext] = ContextVar(
@@ -34,6 +35,12 @@ def activate(context: RequestContext):
 
 def reset(token) -> None:
     _current.reset(token)
+
+
+def set_via(via: str) -> None:
+    """Name the means of the rest of this request (the admin API's token); the
+    request-id middleware's reset at the end of the request undoes it."""
+    _current.set(replace(_current.get(), via=via))
 
 
 def client_ip(request: HttpRequest) -> str | None:

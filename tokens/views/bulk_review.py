@@ -3,6 +3,7 @@ Management): what the action's plan (``tokens/services/pool/plans.py``) would do
 in words. The service computes the same plan again under its locks and applies it,
 so the page and the action cannot disagree about the pool."""
 
+import dataclasses
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import Organization, User
+from tokens import services
 from tokens.services.pool import TYPES, fmt, plan_paid_change
 from tokens.services.pool.kernel import LimitPlan
 from tokens.services.pool.plans import current_limits, plan_bulk_set_limit
@@ -159,3 +161,17 @@ def bulk_review(
         refusal=_refusal(plan),
         plan=plan,
     )
+
+
+def bulk_preview(
+    org: Organization, actor: User, users: list[User], data: dict
+) -> BulkEffect:
+    """What the panel's bulk confirmation page and the admin API's ``dry_run``
+    show (docs/admin-api.md, Users): :func:`bulk_review`, refused up front when the
+    selection includes the actor and the action may not be taken on oneself (the
+    service would refuse it whole). Nothing changes."""
+    effect = bulk_review(org, actor, users, data)
+    refusal = services.self_action_refusal(actor, users, data["action"])
+    if refusal and not effect.refusal:
+        effect = dataclasses.replace(effect, refusal=refusal)
+    return effect

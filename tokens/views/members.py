@@ -1,8 +1,6 @@
 """Management → User Management (docs/product.md, User Management): the table, limits,
 row and bulk actions."""
 
-import dataclasses
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -41,7 +39,7 @@ from tokens.selectors.forecasts import with_limit_projection
 from tokens.services.pool import fmt, type_label
 from tokens.tables.columns import PAGE_SIZES
 from tokens.tables.members import CHOOSABLE_USER_COLUMNS, UserTable
-from tokens.views.bulk_review import BulkEffect, bulk_review
+from tokens.views.bulk_review import BulkEffect, bulk_preview
 
 
 class UsersPanelMixin(PanelAccessMixin):
@@ -404,11 +402,7 @@ class UserBulkView(UsersPanelMixin, View):
         """The pool effect, refused up front (the button disabled, the reason
         shown) when the selection includes the admin themselves and the action
         may not be taken on oneself: the service would refuse it whole."""
-        effect = bulk_review(self.org, self.request.user, users, data)
-        refusal = services.self_action_refusal(self.request.user, users, data["action"])
-        if refusal and not effect.refusal:
-            effect = dataclasses.replace(effect, refusal=refusal)
-        return effect
+        return bulk_preview(self.org, self.request.user, users, data)
 
     def selected_users(self) -> list:
         users = selectors.users_in(self.org).order_by("email")

@@ -21,14 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.services import service_key_authenticate
-from asksage_admin.lib.errors import (
-    Conflict,
-    DomainError,
-    InvalidInput,
-    LimitExceeded,
-    NotFound,
-    NotPermitted,
-)
+from asksage_admin.lib.errors import DomainError, InvalidInput, http_status
 from tokens.models import TOKEN_TYPES
 from tokens.services import metering
 from tokens.services.metering import ServiceUnavailable
@@ -50,20 +43,10 @@ def invalid(fields: dict[str, str]) -> InvalidInput:
 # The one mapping of the services' domain errors to HTTP (docs/gateway-api.md,
 # The contract): the class decides the status, the body is the documented
 # {"error": code, "detail": message, …extra}. An unlisted refusal is a 400.
-ERROR_STATUS: dict[type[DomainError], int] = {
-    InvalidInput: 400,
-    LimitExceeded: 402,
-    NotPermitted: 403,
-    NotFound: 404,
-    Conflict: 409,
-}
-
-
 def refusal_response(refusal: DomainError) -> JsonResponse:
-    status = next(
-        (ERROR_STATUS[c] for c in type(refusal).__mro__ if c in ERROR_STATUS), 400
-    )
-    return error(status, refusal.code, refusal.detail, **refusal.extra)
+    """A refusal as the gateway answers it (the status from the one table,
+    ``asksage_admin/lib/errors.py`` ``HTTP_STATUS``)."""
+    return error(http_status(refusal), refusal.code, refusal.detail, **refusal.extra)
 
 
 def _unstorable(text: str) -> bool:
