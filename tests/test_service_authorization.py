@@ -358,6 +358,7 @@ READS_ONLY = {
 
 def _service_modules():
     yield account_services
+    yield importlib.import_module("accounts.access_tokens")  # the admin API's tokens
     for info in pkgutil.walk_packages(services.__path__, "tokens.services."):
         yield importlib.import_module(info.name)
 

@@ -113,7 +113,7 @@ def test_a_refusal_of_the_service_is_a_400_and_saves_nothing(api_world):
     assert response.status_code == 400
     body = response.json()
     assert (
-        body["error"] == "invalid_request" and "unallocated" in body["detail"].lower()
+        body["error"] == "over_allocation" and "unallocated" in body["detail"].lower()
     )
     assert new_events(before) == []
 

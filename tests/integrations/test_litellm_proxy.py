@@ -11,7 +11,7 @@ from accounts.models import User
 from bench.litellm_proxy import MASTER_KEY
 from tests.factories import give
 from tests.integrations.conftest import MEMBER
-from tests.races import race
+from tests.kit import race
 from tokens.models import AIModel, Hold, UsageCounter, UsageEvent
 
 pytestmark = [pytest.mark.litellm, pytest.mark.django_db(transaction=True)]

@@ -19,7 +19,7 @@ from tests.factories import (
     fund,
     give,
 )
-from tests.races import race
+from tests.kit import race
 from tests.tokens.test_concurrency import run_threads
 from tokens.ledger import check_ledger
 from tokens.models import Alert
