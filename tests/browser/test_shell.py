@@ -20,6 +20,7 @@ NAV_ITEMS = [
     "Token Distribution",
     "Token Requests",
     "Alerts",
+    "Admin API",
     "Token Statistics",
     "Activity Logs",
 ]

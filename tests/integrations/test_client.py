@@ -3,6 +3,7 @@ the platform served by the live server: typed results, the API's refusals as
 exceptions, idempotent retries; sync and async."""
 
 import asyncio
+import concurrent.futures
 import uuid
 
 import httpx
@@ -31,6 +32,14 @@ from tokens.models import Hold
 from tokens.models import UsageEvent as Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_in_own_loop(coroutine):
+    """Run ``coroutine`` on a fresh event loop in a thread of its own: the browser
+    tests' Playwright may have left a loop running in this worker's thread, where
+    ``asyncio.run`` refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -154,7 +163,7 @@ def test_the_async_client_makes_the_same_calls(world, live_server):
                 )
             return hold, again, spent, released, await client.balance(user=MEMBER)
 
-    hold, again, spent, released, balance = asyncio.run(run())
+    hold, again, spent, released, balance = run_in_own_loop(run())
     assert hold.hold_id == again.hold_id
     assert spent.recorded == 2
     assert released == 0  # the usage settled it
@@ -228,4 +237,4 @@ def test_no_connection_is_platform_unavailable_sync_and_async():
             await client.balance(user=MEMBER)
 
     with pytest.raises(PlatformUnavailable):
-        asyncio.run(run())
+        run_in_own_loop(run())
