@@ -252,7 +252,7 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     # The means, when not the panel: "api-token <prefix> (<name>)" for the admin API.
-    via = models.CharField(max_length=160, blank=True, default="")
+    via = models.CharField(max_length=160, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-time", "-id"]

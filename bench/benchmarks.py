@@ -248,6 +248,11 @@ class RssSampler(threading.Thread):
         return max(grown) / 1024
 
 
+# A streamed export arrives in at least one HTTP chunk per this many rows (100 for
+# a million rows); a body built whole would come as one.
+ROWS_PER_CHUNK_AT_MOST = 10_000
+
+
 def b2(ctx: Context, spec: Scale, big: Client, server: Server, dsn: str) -> list[Row]:
     from tokens.models import UsageEvent
 
@@ -333,19 +338,22 @@ def b2(ctx: Context, spec: Scale, big: Client, server: Server, dsn: str) -> list
             growth <= 50,
         ),
     ]
-    # Streamed, not buffered: one HTTP chunk per CSV line (the header and each row)
-    # and the body ends with a whole line (what the suite's 100,000-event export
-    # test asserted before it moved here, docs/performance.md).
+    # Streamed, not built whole: the body arrives in many HTTP chunks (the export
+    # yields blocks of rows as the database cursor gives them; a body built in
+    # memory would come as one) and ends with a whole line, what the suite's
+    # 100,000-event export test asserted before it moved here (docs/performance.md).
+    # The worker's memory is the row above.
     chunks = min(r[4] for r in ours_runs)
+    streamed_chunks = max(2, (rows + 1) // ROWS_PER_CHUNK_AT_MOST)
     whole = all(r[5] for r in ours_runs)
     out.append(
         Row(
-            "B2 the export streams: HTTP chunks per CSV line",
+            "B2 the export streams: HTTP chunks",
             f"{chunks:,} chunks for {rows + 1:,} lines",
             "—",
             "—",
-            "≥ 1 chunk per line, last line whole",
-            chunks >= rows + 1 and whole,
+            f"≥ {streamed_chunks:,} chunks (1 per 10,000 rows), last line whole",
+            chunks >= streamed_chunks and whole,
         )
     )
     _log(f"B2: {out[0].ours} vs {out[0].baseline}; RSS +{growth:.1f} MB")

@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='auditevent',
             name='via',
-            field=models.CharField(blank=True, default='', max_length=160),
+            field=models.CharField(blank=True, db_default='', default='', max_length=160),
         ),
         migrations.AlterField(
             model_name='auditevent',
