@@ -12,6 +12,7 @@ the fixtures of ``tests/conftest.py``, data comes from ``tests/factories.py``).
   test) and committed transactions (the threads use their own connections).
 """
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -98,3 +99,11 @@ def run_threads(
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(task, range(count)))
+
+
+def run_in_own_loop(coroutine):
+    """Run ``coroutine`` on a fresh event loop in a thread of its own: the browser
+    tests' Playwright may have left a loop running in this worker's thread, where
+    ``asyncio.run`` refuses to start another."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

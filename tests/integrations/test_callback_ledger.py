@@ -3,13 +3,14 @@ docs/integrations.md, When the platform cannot answer), with a stub platform: th
 fail-open cap, usage kept while the platform is away and sent once it is back,
 a success after a release still reported. No LiteLLM needed."""
 
-import asyncio
 import logging
 
 from asksage_budget.errors import PlatformUnavailable
 from asksage_budget.failure import FAIL_OPEN_MARK, Ledger, Pending
 from asksage_budget.models import EventResult, UsageEvent, UsageResult
 from asksage_budget.settings import Settings
+
+from tests.kit import run_in_own_loop
 
 DOWN = PlatformUnavailable("down", status=None, code="unreachable")
 
@@ -82,7 +83,7 @@ def test_fail_open_admits_a_user_up_to_the_cap_and_frees_it_once_reported(caplog
         await book._sender
         return admitted, other_user, kept, platform.reports, dict(book.unreported)
 
-    admitted, other_user, kept, reports, unreported = asyncio.run(run())
+    admitted, other_user, kept, reports, unreported = run_in_own_loop(run())
     assert admitted == [True, True, False]  # 200 of 250, then 300 > 250
     assert other_user  # the cap is per user
     assert kept == 2
@@ -109,7 +110,7 @@ def test_events_kept_while_down_go_with_the_next_report_in_order():
         await settle(book, pending(3, "h3"))
         return platform.reports, len(book.outbox)
 
-    reports, left = asyncio.run(run())
+    reports, left = run_in_own_loop(run())
     assert reports == [["req-1", "req-2", "req-3"]]
     assert left == 0
 
@@ -122,7 +123,7 @@ def test_the_outbox_is_bounded():
             await settle(book, pending(n, f"h{n}"))
         return [e.event_id for e, _ in book.outbox]
 
-    assert asyncio.run(run()) == ["req-0", "req-1"]
+    assert run_in_own_loop(run()) == ["req-0", "req-1"]
 
 
 def test_a_release_that_fails_is_sent_again_when_the_platform_is_back():
@@ -136,7 +137,7 @@ def test_a_release_that_fails_is_sent_again_when_the_platform_is_back():
         await book._releaser
         return platform.released, list(book.releases)
 
-    assert asyncio.run(run()) == (["h1"], [])
+    assert run_in_own_loop(run()) == (["h1"], [])
 
 
 def test_a_success_after_a_release_is_still_reported_once():
@@ -149,7 +150,7 @@ def test_a_success_after_a_release_is_still_reported_once():
         await settle(book, again)
         return platform.released, platform.reports
 
-    assert asyncio.run(run()) == (["h1"], [["req-1"]])
+    assert run_in_own_loop(run()) == (["h1"], [["req-1"]])
 
 
 def test_a_fail_open_event_is_marked_for_the_admins():

@@ -2,8 +2,6 @@
 the platform served by the live server: typed results, the API's refusals as
 exceptions, idempotent retries; sync and async."""
 
-import asyncio
-import concurrent.futures
 import uuid
 
 import httpx
@@ -28,18 +26,11 @@ from accounts.models import User
 from bench.litellm_proxy import free_port
 from tests.factories import give
 from tests.integrations.conftest import MEMBER, SECRET
+from tests.kit import run_in_own_loop
 from tokens.models import Hold
 from tokens.models import UsageEvent as Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_in_own_loop(coroutine):
-    """Run ``coroutine`` on a fresh event loop in a thread of its own: the browser
-    tests' Playwright may have left a loop running in this worker's thread, where
-    ``asyncio.run`` refuses to start another."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
