@@ -67,6 +67,10 @@ class Ledger:
         # worked) is still reported, so no call goes unbilled.
         self.released: OrderedDict[str, Pending] = OrderedDict()
         self._sender: asyncio.Task | None = None
+        # Set when usage or a successful authorization arrives while a report is in
+        # flight: if that report then fails (begun while the platform was down),
+        # the sender tries again at once instead of waiting for the next call.
+        self._again = False
         self._releaser: asyncio.Task | None = None
 
     # --- requests ------------------------------------------------------------------
@@ -132,14 +136,19 @@ class Ledger:
         self._drain()
 
     def _drain(self) -> None:
-        if self.outbox and (self._sender is None or self._sender.done()):
+        if not self.outbox:
+            return
+        if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_all())
+        else:
+            self._again = True
 
     async def _send_all(self) -> None:
         while self.outbox:
+            self._again = False
             size = min(MAX_EVENTS, len(self.outbox))
             batch = [self.outbox.popleft() for _ in range(size)]
-            if not await self._send(batch):
+            if not await self._send(batch) and not self._again:
                 return  # kept: tried again with the next event or authorization
 
     async def _send(self, batch: list[tuple[UsageEvent, Pending]]) -> bool:
