@@ -1,15 +1,19 @@
-"""One exception handler for the admin API: every refusal is
-``{"error": code, "detail": text, …}`` (docs/admin-api.md, Errors), never HTML.
+"""One exception handler for both APIs (the gateway's and the admin's): every
+refusal is ``{"error": code, "detail": text, …}`` (docs/gateway-api.md and
+docs/admin-api.md, Errors), never HTML.
 
-Views raise what the services raise (Django's ``ValidationError`` and
-``PermissionDenied``, ``Http404`` from a selector scoped to the organization) or an
-``ApiError``; ``handle`` maps each to its status and code, in one place.
+Views raise what the services raise (the domain errors, Django's ``ValidationError``
+and ``PermissionDenied``, ``Http404`` from a selector scoped to the organization) or
+an ``ApiError``; ``as_api_error`` maps each to its status and code, in one place. A
+request that does not fit its schema is a 400 whose ``fields`` name each problem in
+words (``PHRASES``), not in the schema library's.
 """
 
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.db import DatabaseError, DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -17,6 +21,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as SchemaError
 
 from asksage_admin.lib.errors import DomainError, http_status
+from tokens.services.metering import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +52,57 @@ def _messages(error: DomainError) -> list[str]:
     return [str(error.message)]
 
 
+# A schema error in words (by pydantic's error type; its context fills the blanks).
+PHRASES = {
+    "missing": "required",
+    "string_type": "a string",
+    "string_too_short": "required: a non-empty string",
+    "string_too_long": "at most {max_length} characters",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "greater_than": "greater than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than": "less than {lt}",
+    "less_than_equal": "at most {le}",
+    "literal_error": "one of: {expected}",
+    "enum": "one of: {expected}",
+    "list_type": "a list",
+    "too_short": "at least {min_length} (got {actual_length})",
+    "too_long": "at most {max_length} (got {actual_length})",
+    "uuid_type": "a UUID",
+    "uuid_parsing": "a UUID",
+    "date_type": "a date (YYYY-MM-DD)",
+    "date_parsing": "a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "a date (YYYY-MM-DD)",
+    "datetime_type": "an ISO-8601 date and time",
+    "datetime_parsing": "an ISO-8601 date and time",
+    "datetime_from_date_parsing": "an ISO-8601 date and time",
+}
+
+
+def _phrase(item: dict[str, Any]) -> str:
+    phrase = PHRASES.get(item.get("type", ""))
+    if phrase is None:  # a custom error (PydanticCustomError): its own words
+        return str(item.get("msg", "invalid"))
+    context = {k: str(v) for k, v in (item.get("ctx") or {}).items()}
+    if "expected" in context:  # "'a', 'b' or 'c'" → "a, b, c"
+        context["expected"] = context["expected"].replace("'", "").replace(" or ", ", ")
+    try:
+        return phrase.format(**context)
+    except (KeyError, IndexError):
+        return str(item.get("msg", "invalid"))
+
+
 def _schema_fields(error: SchemaError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in error.errors:
         # loc is ("body", "payload", "limit") or ("query", "limit"): keep the field.
         loc = [str(part) for part in item.get("loc", ()) if part not in ("body",)]
         name = ".".join(loc[1:] if len(loc) > 1 else loc) or "body"
-        fields.setdefault(name, str(item.get("msg", "invalid")))
+        fields.setdefault(name, _phrase(item))
     return fields
 
 
@@ -88,14 +137,25 @@ def as_api_error(exc: Exception) -> ApiError:
         )
     if isinstance(exc, HttpError):
         return ApiError(exc.status_code, "bad_request", str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(
+            413,
+            "payload_too_large",
+            f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} "
+            "bytes: send less per request.",
+        )
     if isinstance(exc, DataError | OverflowError):
+        # The data, not the service (a token count whose charge passes 64 bits):
+        # refused, not "retry later", and nothing was saved.
+        logger.warning("API request refused: a value is out of range")
         return ApiError(
             400,
             "invalid_request",
-            "A value is out of the range this service can store. Nothing was changed.",
+            "A value is out of the range this service can store (a token count "
+            "whose charge passes 9,223,372,036,854,775,807). Nothing was changed.",
         )
-    if isinstance(exc, DatabaseError):
-        logger.exception("Admin API request failed on the database")
+    if isinstance(exc, DatabaseError | ServiceUnavailable):
+        logger.exception("API request failed on the database")
         return ApiError(
             503,
             "service_unavailable",
@@ -121,7 +181,9 @@ def install(api: NinjaAPI) -> None:
         PermissionDenied,
         Http404,
         HttpError,
+        RequestDataTooBig,
         DatabaseError,
+        ServiceUnavailable,
         OverflowError,
     ):
         api.add_exception_handler(kind, handle)

@@ -404,10 +404,10 @@ ROUTES: dict[str, Route] = {
         get=each(OK), post=each(NOT_ALLOWED), superuser_org=False
     ),
     # -- gateway API (service keys only) -----------------------------------------------
-    "tokens:api_authorize": api("post"),
-    "tokens:api_usage": api("post"),
-    "tokens:api_balance": api("get"),
-    "tokens:api_hold_release": Route(
+    "gateway_api:authorize": api("post"),
+    "gateway_api:usage": api("post"),
+    "gateway_api:balance": api("get"),
+    "gateway_api:hold_release": Route(
         get=each(NOT_ALLOWED),
         post=each(API_UNAUTHORIZED),
         kwargs=lambda w: {"hold_id": uuid.uuid4()},
@@ -415,10 +415,13 @@ ROUTES: dict[str, Route] = {
         superuser_org=False,
     ),
     # The contract is public (no secret in it).
-    "tokens:api_openapi": Route(
+    "gateway_api:api-root": Route(
+        get=each(NOT_FOUND), post=each(NOT_FOUND), superuser_org=False, json=True
+    ),
+    "gateway_api:openapi-json": Route(
         get=each(OK), post=each(NOT_ALLOWED), superuser_org=False, json=True
     ),
-    "tokens:api_not_found": Route(
+    "api_not_found": Route(
         get=each(NOT_FOUND), post=each(NOT_FOUND), superuser_org=False, json=True
     ),
     # -- admin API (personal access tokens only; docs/admin-api.md) -------------------

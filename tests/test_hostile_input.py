@@ -159,18 +159,19 @@ EXCLUDED = {
     "tokens:user_verify": "one POST without fields (a button on the user page)",
     "tokens:alert_webhook_test": "one POST without fields (a button on the Alerts "
     "page, shown once a webhook is saved)",
-    "tokens:api_authorize": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
-    "tokens:api_usage": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
-    "tokens:api_balance": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
-    "tokens:api_hold_release": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
-    "tokens:api_openapi": "a static document",
+    "gateway_api:authorize": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
+    "gateway_api:usage": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
+    "gateway_api:balance": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
+    "gateway_api:hold_release": "JSON API: fuzzed by tests/tokens/test_api_fuzz.py",
+    "gateway_api:openapi-json": "a generated document",
     "tokens:request_withdraw": "one POST without fields (a button on /me/ beside a "
     "pending request; tests/tokens/test_withdrawal.py)",
     "tokens:enterprise_request_withdraw": "one POST without fields (a button beside "
     "a pending request; tests/tokens/test_withdrawal.py)",
-    "tokens:api_not_found": "JSON 404 for any path",
+    "api_not_found": "JSON 404 for any path",
     "api_panel:token_revoke": "one POST without fields (a button on the tokens page)",
     "admin_api:api-root": "JSON 404",
+    "gateway_api:api-root": "JSON 404",
     "admin_api:openapi-json": "a generated document",
     **{
         f"admin_api:{name}": "JSON API: fuzzed by tests/api/test_admin_api_fuzz.py"

@@ -1,7 +1,7 @@
-"""Every URL of the tokens app: the gateway API, /me/, the enterprise intake and the
+"""Every URL of the tokens app: /me/, the enterprise intake and the
 Management pages of the admin panel."""
 
-from django.urls import path, re_path
+from django.urls import path
 
 from tokens.views import (
     alerts,
@@ -9,7 +9,6 @@ from tokens.views import (
     enterprise,
     me,
     members,
-    metering,
     requests,
     withdrawal,
 )
@@ -17,17 +16,6 @@ from tokens.views import (
 app_name = "tokens"
 
 urlpatterns = [
-    # Gateway API (docs/gateway-api.md)
-    path("api/v1/authorize", metering.authorize, name="api_authorize"),
-    path("api/v1/usage", metering.usage, name="api_usage"),
-    path("api/v1/balance", metering.balance, name="api_balance"),
-    path(
-        "api/v1/holds/<uuid:hold_id>/release",
-        metering.hold_release,
-        name="api_hold_release",
-    ),
-    path("api/v1/openapi.json", metering.openapi, name="api_openapi"),
-    re_path(r"^api/", metering.not_found, name="api_not_found"),
     # Members
     path("me/", me.MeView.as_view(), name="me"),
     path(

@@ -3,14 +3,13 @@ routers are by subject. Every operation acts on the token's organization as the
 token's owner, through the panel's selectors and services."""
 
 import datetime as dt
-from functools import wraps
 
-from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from ninja import NinjaAPI, Schema
+from django.http import HttpRequest
+from ninja import Schema
 
 from api import auth, errors
 from api.admin import audit, distribution, requests, usage, users
+from api.base import JsonApi
 
 ERRORS = {
     "400": "Invalid input (fields name each problem) or a refusal of the service.",
@@ -22,59 +21,8 @@ ERRORS = {
 }
 
 
-def _json_405(view):
-    """ninja answers a method an operation lacks with a bare 405; answer it as
-    every other refusal here (and refuse anything but GET on the document)."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if getattr(view, "get_only", False) and request.method != "GET":
-            response = HttpResponseNotAllowed(["GET"])
-        else:
-            response = view(request, *args, **kwargs)
-        if isinstance(response, HttpResponseNotAllowed):
-            allowed = response["Allow"]
-            response = JsonResponse(
-                {
-                    "error": "method_not_allowed",
-                    "detail": f"Use {allowed} for this endpoint.",
-                },
-                status=405,
-            )
-            response["Allow"] = allowed
-        return response
-
-    return wrapper
-
-
-def _no_root(request, *args, **kwargs):
-    return JsonResponse(
-        {"error": "not_found", "detail": "No such API endpoint."}, status=404
-    )
-
-
-class AdminApi(NinjaAPI):
-    """Documents the refusals every operation may answer: {error, detail, …}, and
-    answers them as JSON (405 too); the root is a JSON 404 (the reference is in
-    the panel)."""
-
-    def get_content_type(self) -> str:
-        # As the gateway: JSON is UTF-8 by definition (RFC 8259), no charset.
-        return self.renderer.media_type
-
-    def _get_urls(self):
-        patterns = []
-        for pattern in super()._get_urls():
-            if pattern.name == "api-root":
-                # Kept for reverse() (the document's server path); no page.
-                pattern.callback = csrf_exempt(_no_root)
-                patterns.append(pattern)
-                continue
-            if pattern.name == "openapi-json":
-                pattern.callback.get_only = True
-            pattern.callback = csrf_exempt(_json_405(pattern.callback))
-            patterns.append(pattern)
-        return patterns
+class AdminApi(JsonApi):
+    """Documents the refusals every operation may answer: {error, detail, …}."""
 
     def get_openapi_schema(self, *args, **kwargs):
         document = super().get_openapi_schema(*args, **kwargs)

@@ -3,11 +3,10 @@
 A service raises one of these, never an HTTP status. Each carries a ``code`` (stable,
 for programs and tests) and a ``message`` a person can act on, plus any ``extra``
 facts a surface may show (the gateway's ``remaining``, ``fields``). Each surface
-maps them in one place: the JSON surfaces (the gateway API in
-``tokens/views/metering.py``, the admin API in ``api/errors.py``) take the status
-from ``HTTP_STATUS`` below and answer ``{"error": code, "detail": message,
-**extra}``; the panel and
-the staff site through Django's own paths: every refusal but ``NotPermitted`` is a
+maps them in one place: the JSON surfaces (the gateway API and the admin API:
+``api/errors.py``) take the status from ``HTTP_STATUS`` below and answer
+``{"error": code, "detail": message, **extra}``; the panel and the staff site
+through Django's own paths: every refusal but ``NotPermitted`` is a
 ``ValidationError`` (a form shows it, on a field when ``field`` is given), and
 ``NotPermitted`` is a ``PermissionDenied`` (a 403, never a form message).
 """

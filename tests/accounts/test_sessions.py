@@ -335,7 +335,7 @@ def test_an_idle_post_is_refused_and_changes_nothing(admin_client, member, funde
 def test_the_api_is_not_touched_by_session_rules(admin_client):
     admin_client.get(PANEL)
     shift(admin_client, seen=IDLE + 1)
-    response = admin_client.get(reverse("tokens:api_balance"))
+    response = admin_client.get(reverse("gateway_api:balance"))
     assert response.status_code == 401
     assert response["Content-Type"] == "application/json"
 

@@ -606,8 +606,11 @@ def test_balance_reports_limit_used_held(gateway, user):
 
 def test_balance_invalid_and_unknown(gateway, user):
     assert gateway.get(BALANCE, {"user": "ava@acme.example"}).json()["fields"] == {
-        "token_type": "one of: embedding, inference"
+        "token_type": "required"
     }
+    assert gateway.get(
+        BALANCE, {"user": "ava@acme.example", "token_type": "training"}
+    ).json()["fields"] == {"token_type": "one of: embedding, inference"}
     assert (
         gateway.get(BALANCE, {"user": "x@y.z", "token_type": "inference"}).status_code
         == 404
@@ -664,7 +667,7 @@ def test_transaction_failing_three_times_is_503(gateway, user):
 
 def test_unreachable_database_at_authentication_is_503(gateway, user):
     with mock.patch(
-        "tokens.views.metering.service_key_authenticate",
+        "api.gateway.service_key_authenticate",
         side_effect=OperationalError("could not connect to server"),
     ):
         response = gateway.post(AUTHORIZE, ask())

@@ -1,8 +1,9 @@
 """schemathesis against the gateway, in-process through WSGI: every operation of
-tokens/openapi.json gets its documented examples, the boundary cases schemathesis
-derives from the schemas (coverage) and random valid and invalid requests (fuzzing),
-sent with a valid service key, and every answer must be no 5xx and conform to the
-document (status code, content type, headers, body schema).
+the generated document (GET /api/v1/openapi.json) gets its documented examples, the
+boundary cases schemathesis derives from the schemas (coverage) and random valid and
+invalid requests (fuzzing), sent with a valid service key, and every answer must be
+no 5xx and conform to the document (status code, content type, headers, body
+schema).
 
 Bounded: at most ``MAX_EXAMPLES`` random requests per operation, so a few hundred in
 all. Marked ``fuzz`` (CI runs ``pytest -m fuzz``); fast enough to stay in the normal
@@ -22,10 +23,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.gateway import openapi_document
 from tests.factories import AIModelFactory, UserFactory, fund, give
 from tokens.models import Hold
 from tokens.services import metering
-from tokens.views.metering import OPENAPI_FILE
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
 
@@ -38,7 +39,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 
-schema = schemathesis.openapi.from_path(OPENAPI_FILE)
+schema = schemathesis.openapi.from_dict(openapi_document())
 APP = get_wsgi_application()
 EXAMPLE = schema.raw_schema["components"]["schemas"]["AuthorizeRequest"]["examples"][0]
 (RELEASE,) = schema.raw_schema["paths"]["/api/v1/holds/{hold_id}/release"].values()

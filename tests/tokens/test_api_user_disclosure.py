@@ -5,16 +5,14 @@ organization, in any state, or of none) gets the answer an unknown email gets,
 byte for byte. The operations come from the OpenAPI document, so a new operation
 that takes a user fails here until it is added."""
 
-import json
-
 import pytest
 from django.utils import timezone
 
 from accounts.services import service_key_create
+from api.gateway import openapi_document
 from tests.conftest import ApiClient
 from tests.factories import AIModelFactory, OrganizationFactory, UserFactory, fund, give
 from tokens.models import Hold, UsageEvent
-from tokens.views.metering import OPENAPI_FILE
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +81,7 @@ def _takes_a_user(schema, document, seen=()) -> bool:
 
 
 def operations_taking_a_user() -> set[tuple[str, str]]:
-    document = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
+    document = openapi_document()
     found = set()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

@@ -28,7 +28,7 @@ module that calls it):
 
 - ``_common``: constants, ``MeteringError`` (the domain errors' base,
   ``asksage_admin/lib/errors.py``: refusals carry a code, never an HTTP status;
-  ``tokens/views/metering.py`` maps them), ``ServiceUnavailable``,
+  ``api/errors.py`` maps them), ``ServiceUnavailable``,
   ``with_retries``, and the user/model resolution shared by authorize, balance
   and usage.
 - ``counters``: counter and hold helpers (``_ensure_counters``,

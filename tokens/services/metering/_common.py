@@ -23,7 +23,7 @@ FUTURE_SKEW = dt.timedelta(minutes=5)
 
 
 # The gateway's refusals are domain errors (asksage_admin/lib/errors.py): a code, a
-# message and extra facts, never an HTTP status; ``tokens/views/metering.py`` maps them.
+# message and extra facts, never an HTTP status; ``api/errors.py`` maps them.
 MeteringError = DomainError
 
 
