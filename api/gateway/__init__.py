@@ -50,7 +50,6 @@ class ServiceKeyAuth(HttpBearer):
 # in components.responses, so each is described once.
 SHARED = {"401": s.Unauthorized, "503": s.ServiceUnavailable}
 WITH_A_BODY = {"413": s.PayloadTooLarge, "415": s.UnsupportedMediaType}
-ELSEWHERE = {"405": s.MethodNotAllowed, "404": s.NotFound}
 RESPONSES = {
     "InvalidRequest": "Invalid request.",
     "Unauthorized": "No valid service key.",

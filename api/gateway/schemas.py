@@ -10,8 +10,7 @@ clients and is not run again here.
 import uuid
 from typing import Annotated, Any, Literal
 
-from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
 
 from tokens.models import TOKEN_TYPES
@@ -74,7 +73,7 @@ A_HOLD = "0b9a3c5e-6f1d-4e2a-9c47-5d8e2f1a7b36"
 # --- requests -------------------------------------------------------------------------
 
 
-class AuthorizeRequest(Schema):
+class AuthorizeRequest(BaseModel):
     """Other members are ignored."""
 
     model_config = ConfigDict(
@@ -118,7 +117,7 @@ def _text(description: str = "", *, format: str = "", **constraints) -> Any:
     )
 
 
-class UsageEvent(Schema):
+class UsageEvent(BaseModel):
     """One model call. An event that does not fit this schema is rejected on its own
     (status `rejected`, error `invalid_event`) and the others in the batch are still
     recorded; except text with a NUL character or a token count whose charge does not
@@ -188,7 +187,7 @@ class UsageEvent(Schema):
     )
 
 
-class UsageRequest(Schema):
+class UsageRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -218,7 +217,9 @@ class UsageRequest(Schema):
 # --- answers --------------------------------------------------------------------------
 
 
-class Answer(Schema):
+class Answer(BaseModel):
+    # Plain pydantic models, not ninja's Schema: they validate dicts, not ORM
+    # objects, so they skip its per-model Python wrapper (the gateway's hot path).
     model_config = ConfigDict(extra="forbid")
 
 

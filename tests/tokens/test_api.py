@@ -673,3 +673,64 @@ def test_unreachable_database_at_authentication_is_503(gateway, user):
         response = gateway.post(AUTHORIZE, ask())
     assert response.status_code == 503
     assert response.json()["error"] == "service_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("call", "fields"),
+    [
+        (
+            lambda gw: gw.post(AUTHORIZE, {}),
+            {
+                "user": "required",
+                "model": "required",
+                "token_type": "required",
+                "tokens": "required",
+                "request_id": "required",
+            },
+        ),
+        (lambda gw: gw.post(AUTHORIZE, ask(tokens=0)), {"tokens": "at least 1"}),
+        (
+            lambda gw: gw.post(AUTHORIZE, ask(tokens=10**12 + 1)),
+            {"tokens": "at most 1000000000000"},
+        ),
+        (lambda gw: gw.post(AUTHORIZE, ask(tokens="5")), {"tokens": "an integer"}),
+        (lambda gw: gw.post(AUTHORIZE, ask(tokens=True)), {"tokens": "an integer"}),
+        (lambda gw: gw.post(AUTHORIZE, ask(user=7)), {"user": "a string"}),
+        (
+            lambda gw: gw.post(AUTHORIZE, ask(user=" \t")),
+            {"user": "required: a non-empty string"},
+        ),
+        (
+            lambda gw: gw.post(AUTHORIZE, ask(model="m" * 101)),
+            {"model": "at most 100 characters"},
+        ),
+        (
+            lambda gw: gw.post(AUTHORIZE, ask(token_type="training")),
+            {"token_type": "one of: embedding, inference"},
+        ),
+        (lambda gw: gw.post(USAGE, {"events": "x"}), {"events": "a list"}),
+        (lambda gw: gw.post(USAGE, {"events": []}), {"events": "at least 1 (got 0)"}),
+        (
+            lambda gw: gw.post(
+                USAGE, {"events": [event(str(i)) for i in range(1_001)]}
+            ),
+            {"events": "at most 1000 (got 1001)"},
+        ),
+        (
+            lambda gw: gw.get(BALANCE, {"user": "a\x00", "token_type": "inference"}),
+            {"user": "text without NUL characters"},
+        ),
+    ],
+)
+def test_invalid_fields_are_named_in_words(gateway, user, call, fields):
+    """A request that does not fit its schema: 400, every bad field named with what
+    it must be (api/errors.py, PHRASES), nothing saved."""
+    response = call(gateway)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "detail": "Some fields are missing or invalid.",
+        "fields": fields,
+    }
+    assert not Hold.objects.exists()
+    assert not UsageEvent.objects.exists()
