@@ -29,6 +29,11 @@ from asksage_budget.models import Authorization, Balance, UsageEvent, UsageResul
 
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 RETRY_STATUSES = frozenset({502, 503, 504})
+# What a request may raise when the platform did not answer: httpx's transport
+# errors, and the transport's own slips on a connection the peer has just closed
+# (httpcore's anyio backend has raised AttributeError on reading the peer's
+# address of a socket already gone, and an OSError can escape in the same way).
+UNANSWERED = (httpx.TransportError, AttributeError, OSError)
 MAX_EVENTS = 1000  # per usage call (docs/gateway-api.md, Calls)
 
 
@@ -78,7 +83,7 @@ class _Calls:
         return response is None or response.status_code in RETRY_STATUSES
 
     @staticmethod
-    def unreachable(error: httpx.HTTPError) -> PlatformUnavailable:
+    def unreachable(error: Exception) -> PlatformUnavailable:
         return PlatformUnavailable(
             f"The platform did not answer ({type(error).__name__}: {error}).",
             status=None,
@@ -140,7 +145,7 @@ class BudgetClient:
         while True:
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
+            except UNANSWERED as error:
                 if not self._calls.retry_after(attempt, None):
                     raise self._calls.unreachable(error) from error
             else:
@@ -219,7 +224,7 @@ class AsyncBudgetClient:
         while True:
             try:
                 response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
+            except UNANSWERED as error:
                 if not self._calls.retry_after(attempt, None):
                     raise self._calls.unreachable(error) from error
             else:

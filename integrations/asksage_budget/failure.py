@@ -7,8 +7,10 @@
   and the events that finish meanwhile go in the next one (a batch of up to
   1,000). What the platform could not take (it did not answer) stays, up to
   ``outbox_limit`` events, and goes with the next report — the next call's
-  usage, or as soon as an authorization succeeds again. Each event keeps its
-  payload, so a resend is at worst a ``duplicate``.
+  usage, as soon as an authorization succeeds again, or by itself after a pause
+  (``RETRY_FIRST_SECONDS``, doubling up to ``RETRY_MAX_SECONDS``), so a gateway
+  that goes idle after an outage still delivers. Each event keeps its payload,
+  so a resend is at worst a ``duplicate``.
 - Fail closed (the default): while the platform cannot answer, calls are refused
   (503, ``budget_unavailable``), logged as a WARNING.
 - Fail open: a call is let through without a hold as long as its user's
@@ -37,6 +39,10 @@ FAIL_OPEN_MARK = " (fail-open: platform unreachable)"
 # before its first chunk fires none); the platform expired its hold long before
 # (HOLD_TTL_SECONDS, 10 minutes by default).
 STALE_SECONDS = 3600
+# Kept usage is sent again by itself after these pauses (doubling) while no call
+# comes to carry it.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -72,6 +78,8 @@ class Ledger:
         # the sender tries again at once instead of waiting for the next call.
         self._again = False
         self._releaser: asyncio.Task | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._retry_pause = RETRY_FIRST_SECONDS
 
     # --- requests ------------------------------------------------------------------
 
@@ -149,7 +157,19 @@ class Ledger:
             size = min(MAX_EVENTS, len(self.outbox))
             batch = [self.outbox.popleft() for _ in range(size)]
             if not await self._send(batch) and not self._again:
-                return  # kept: tried again with the next event or authorization
+                # Kept: tried again with the next event or authorization, or by
+                # itself after a pause.
+                self._retry_later()
+                return
+        self._retry_pause = RETRY_FIRST_SECONDS
+
+    def _retry_later(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = asyncio.get_running_loop().call_later(
+            self._retry_pause, self._drain
+        )
+        self._retry_pause = min(self._retry_pause * 2, RETRY_MAX_SECONDS)
 
     async def _send(self, batch: list[tuple[UsageEvent, Pending]]) -> bool:
         """Report a batch; False when the platform did not answer (kept)."""

@@ -3,8 +3,10 @@ docs/integrations.md, When the platform cannot answer), with a stub platform: th
 fail-open cap, usage kept while the platform is away and sent once it is back,
 a success after a release still reported. No LiteLLM needed."""
 
+import asyncio
 import logging
 
+from asksage_budget import failure
 from asksage_budget.errors import PlatformUnavailable
 from asksage_budget.failure import FAIL_OPEN_MARK, Ledger, Pending
 from asksage_budget.models import EventResult, UsageEvent, UsageResult
@@ -113,6 +115,39 @@ def test_events_kept_while_down_go_with_the_next_report_in_order():
     reports, left = run_in_own_loop(run())
     assert reports == [["req-1", "req-2", "req-3"]]
     assert left == 0
+
+
+def test_kept_usage_goes_by_itself_when_no_call_comes(monkeypatch):
+    """After an outage a quiet gateway still delivers: a failed report is tried
+    again after a pause that doubles while the platform stays away, and the pause
+    starts over once a report goes through."""
+    monkeypatch.setattr(failure, "RETRY_FIRST_SECONDS", 0.01)
+
+    async def run():
+        book, platform = ledger()
+        platform.down = True
+        await settle(book, pending(1, "h1"))
+        kept, pause_after_failure = len(book.outbox), book._retry_pause
+        reported = asyncio.Event()
+        usage = platform.usage
+
+        async def usage_and_tell(events):
+            answer = await usage(events)
+            reported.set()
+            return answer
+
+        platform.usage = usage_and_tell
+        platform.down = False  # and no call comes
+        await asyncio.wait_for(reported.wait(), timeout=10)
+        await book._sender
+        return kept, pause_after_failure, platform.reports, book
+
+    kept, pause_after_failure, reports, book = run_in_own_loop(run())
+    assert kept == 1
+    assert pause_after_failure == 0.02
+    assert reports == [["req-1"]]
+    assert not book.outbox
+    assert book._retry_pause == 0.01
 
 
 def test_the_outbox_is_bounded():

@@ -203,14 +203,6 @@ def test_fail_closed_refuses_while_the_platform_is_unreachable(world, proxies, c
     assert open_holds() == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Flaky, open defect (docs/integrations.md, Known defects): in some runs a "
-    "call during the outage answers LiteLLM's 400 \"'NoneType' object has no "
-    "attribute 'getpeername'\", or the kept events are not delivered within 30 s "
-    "after the platform is back; seen 1 run in 3 on the code before the gateway "
-    "moved to ninja as well.",
-)
 def test_fail_open_lets_calls_through_up_to_the_cap_and_reports_them_later(
     world, proxies, calls
 ):
