@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from accounts import audit
 from accounts.models import AdminAccessToken, AuditEvent, Organization, User
 from accounts.policy import access_organization_for_admin
+from accounts.services import _secret_revoke
 
 Action = AuditEvent.Action
 TOKEN_PREFIX = "eat"  # noqa: S105  (a label, not a secret)
@@ -94,23 +95,12 @@ def access_token_create(
 def access_token_revoke(*, actor: User, token: AdminAccessToken) -> AdminAccessToken:
     """Revoke a token of the organization (any of its admins may)."""
     access_organization_for_admin(actor, token.organization_id)
-    with transaction.atomic():
-        locked = AdminAccessToken.objects.select_for_update(no_key=True).get(
-            pk=token.pk
-        )
-        if locked.revoked_at is not None:
-            raise ValidationError(_("This token is already revoked."))
-        locked.revoked_at = timezone.now()
-        locked.save(update_fields=["revoked_at"])
-        audit.record(
-            action=Action.ACCESS_TOKEN_REVOKED,
-            actor=actor,
-            organization=locked.organization,
-            target=locked,
-            before={"revoked": False},
-            after={"revoked": True},
-        )
-    return locked
+    return _secret_revoke(
+        token,
+        actor=actor,
+        action=Action.ACCESS_TOKEN_REVOKED,
+        already=_("This token is already revoked."),
+    )
 
 
 def _refusal(token: AdminAccessToken) -> str:

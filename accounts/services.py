@@ -306,16 +306,17 @@ def service_key_create(
     return key, secret
 
 
-def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
-    access_staff_action(actor, "accounts.change_servicekey")
+def _secret_revoke(secret, *, actor: User | None, action: str, already: str):
+    """Revoke a service key or an admin access token (the caller has checked who
+    may): locked, refused when already revoked, one audit event."""
     with transaction.atomic():
-        locked = ServiceKey.objects.select_for_update(no_key=True).get(pk=key.pk)
+        locked = type(secret).objects.select_for_update(no_key=True).get(pk=secret.pk)
         if locked.revoked_at is not None:
-            raise ValidationError(_("This key is already revoked."))
+            raise ValidationError(already)
         locked.revoked_at = timezone.now()
         locked.save(update_fields=["revoked_at"])
         audit.record(
-            action=Action.SERVICE_KEY_REVOKED,
+            action=action,
             actor=actor,
             organization=locked.organization,
             target=locked,
@@ -323,6 +324,16 @@ def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
             after={"revoked": True},
         )
     return locked
+
+
+def service_key_revoke(*, actor: User | None, key: ServiceKey) -> ServiceKey:
+    access_staff_action(actor, "accounts.change_servicekey")
+    return _secret_revoke(
+        key,
+        actor=actor,
+        action=Action.SERVICE_KEY_REVOKED,
+        already=_("This key is already revoked."),
+    )
 
 
 _KEY_FIELDS = ("id", "name", "organization_id", "prefix", "digest")

@@ -4,7 +4,8 @@ client."""
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
+from django.core import signals
+from django.db import close_old_connections, connection
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -156,3 +157,14 @@ class ApiClient:
 
     def get(self, path: str, params=None):
         return self.client.get(path, params or {}, headers=self.headers)
+
+
+@pytest.fixture
+def wsgi_keeps_the_test_connection():
+    """As Django's test client does: a request's end must not close the database
+    connection that holds the test's transaction (PostgreSQL)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)

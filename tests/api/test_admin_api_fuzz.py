@@ -22,7 +22,6 @@ from schemathesis.specs.openapi.checks import (
 from accounts.access_tokens import access_token_create
 from api.admin import admin_api
 from tests.factories import UserFactory, fund, give
-from tests.tokens.test_api_fuzz import wsgi_keeps_the_test_connection  # noqa: F401
 from tokens.services.requests import token_request_submit
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
@@ -42,7 +41,7 @@ APP = get_wsgi_application()
 
 
 @pytest.fixture
-def fuzz_world(org, admin_user, settings, wsgi_keeps_the_test_connection):  # noqa: F811
+def fuzz_world(org, admin_user, settings, wsgi_keeps_the_test_connection):
     settings.ALLOWED_HOSTS = ["localhost"]
     cache.clear()
     fund(org)

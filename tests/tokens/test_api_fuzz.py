@@ -11,9 +11,7 @@ suite too."""
 
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -44,17 +42,6 @@ APP = get_wsgi_application()
 EXAMPLE = schema.raw_schema["components"]["schemas"]["AuthorizeRequest"]["examples"][0]
 (RELEASE,) = schema.raw_schema["paths"]["/api/v1/holds/{hold_id}/release"].values()
 EXAMPLE_HOLD = RELEASE["parameters"][0]["example"]
-
-
-@pytest.fixture
-def wsgi_keeps_the_test_connection():
-    """As Django's test client does: a request's end must not close the database
-    connection that holds the test's transaction (PostgreSQL)."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
